@@ -1,0 +1,220 @@
+"""Decoding audio files to mono float32 at the analysis rate.
+
+ffmpeg (a subprocess) reads every common container; libsndfile (soundfile)
+is the fallback, because some real Ogg files defeat ffmpeg 5.1. Every limit
+is an argument so the caller's settings decide them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import DecodeError, ParameterError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".m4a", ".aac", ".mp4", ".ogg", ".oga", ".opus", ".flac", ".wav", ".aif", ".aiff", ".webm"}
+)
+# Below this RMS (about -70 dBFS) a clip carries no music we could analyse.
+SILENCE_RMS = 3e-4
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Explicit bounds for one decode.
+
+    Attributes
+    ----------
+    max_bytes : int
+        Files larger than this are refused before reading.
+    max_duration_s : float
+        Inputs longer than this are refused ("longer than 20 min").
+    min_duration_s : float
+        Inputs shorter than this are refused ("too short").
+    timeout_s : float
+        Wall-clock limit for the decoder process.
+    """
+
+    max_bytes: int = 200 * 1024 * 1024
+    max_duration_s: float = 20 * 60.0
+    min_duration_s: float = 1.0
+    timeout_s: float = 60.0
+
+
+def _fmt_duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    sr: int = 22050,
+    limits: DecodeLimits = DecodeLimits(),
+    max_seconds: float | None = None,
+    check_silence: bool = True,
+) -> np.ndarray:
+    """Decode a file to mono float32 at ``sr``.
+
+    Parameters
+    ----------
+    path : path-like
+        Audio file in any container ffmpeg or libsndfile reads.
+    sr : int > 0
+        Target sample rate in Hz.
+    limits : DecodeLimits
+        Size, duration and time bounds.
+    max_seconds : float or None
+        Keep only the first ``max_seconds`` of audio (the analysis window);
+        the duration limit is still checked against the whole file.
+    check_silence : bool
+        Raise ``DecodeError("silent")`` for digital or near silence.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,), dtype=float32]
+
+    Raises
+    ------
+    DecodeError
+        With a reason a person understands.
+    """
+    if sr <= 0:
+        raise ParameterError(f"sr must be positive, got {sr}")
+    p = Path(path)
+    if not p.is_file():
+        raise DecodeError(f"no such file: {p.name}")
+    size = p.stat().st_size
+    if size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    if size > limits.max_bytes:
+        raise DecodeError(
+            f"file is {size / 1e6:.0f} MB, over the {limits.max_bytes / 1e6:.0f} MB limit"
+        )
+
+    declared = _declared_duration(p)
+    if declared is not None and declared > limits.max_duration_s:
+        raise DecodeError(
+            f"longer than {limits.max_duration_s / 60:.0f} min ({_fmt_duration(declared)})"
+        )
+
+    # Decode one second past the limit so an over-long file shows itself.
+    read_s = limits.max_duration_s + 1.0
+    try:
+        y = _decode_ffmpeg(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s)
+    except DecodeError as ffmpeg_error:
+        try:
+            y = _decode_sndfile(p, sr=sr, seconds=read_s)
+        except DecodeError:
+            raise ffmpeg_error from None
+        logger.info("ffmpeg failed on %s (%s); libsndfile decoded it", p.name, ffmpeg_error.reason)
+
+    duration = len(y) / sr
+    if duration > limits.max_duration_s:
+        raise DecodeError(f"longer than {limits.max_duration_s / 60:.0f} min")
+    if declared is not None and declared > 2.0 and duration < 0.9 * declared - 1.0:
+        raise DecodeError(
+            f"truncated: the header says {_fmt_duration(declared)} but only "
+            f"{_fmt_duration(duration)} decodes"
+        )
+    if duration < limits.min_duration_s:
+        raise DecodeError(
+            f"too short ({duration:.1f} s; need at least {limits.min_duration_s:g} s)"
+        )
+    if max_seconds is not None:
+        y = y[: int(max_seconds * sr)]
+    if check_silence and is_silent(y):
+        raise DecodeError("silent: no audio above -70 dBFS")
+    return y
+
+
+def is_silent(y: np.ndarray, *, threshold_rms: float = SILENCE_RMS) -> bool:
+    """Return True when ``y`` holds no meaningful signal.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    threshold_rms : float
+        Linear RMS under which the signal counts as silence.
+    """
+    if y.size == 0:
+        return True
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < threshold_rms
+
+
+def _declared_duration(path: Path) -> float | None:
+    """Duration the container's header claims, if mutagen can read it."""
+    try:
+        import mutagen
+
+        info = mutagen.File(path)
+    except Exception:  # mutagen raises many types on junk; a missing header is fine
+        return None
+    if info is None or getattr(info, "info", None) is None:
+        return None
+    length = getattr(info.info, "length", None)
+    return float(length) if length else None
+
+
+def _decode_ffmpeg(path: Path, *, sr: int, seconds: float, timeout_s: float) -> np.ndarray:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise DecodeError("ffmpeg is not installed")
+    cmd = [
+        exe, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
+        "-t", f"{seconds:.3f}", "-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1",
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise DecodeError(f"decoding took longer than {timeout_s:g} s") from None
+    y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32, copy=True)
+    if proc.returncode != 0 or y.size == 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = err[-1] if err else "no audio stream"
+        if "Invalid data" in detail or "does not contain any stream" in detail or y.size == 0:
+            raise DecodeError(f"not audio, or a format we cannot read ({detail[:120]})")
+        raise DecodeError(f"corrupt audio ({detail[:120]})")
+    return y
+
+
+def _decode_sndfile(path: Path, *, sr: int, seconds: float) -> np.ndarray:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames = int(seconds * f.samplerate)
+            if f.frames > 0:
+                frames = min(frames, f.frames)
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
+            native_sr = f.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise DecodeError(f"not audio ({exc})") from None
+    y = data.mean(axis=1).astype(np.float32)
+    return resample(y, orig_sr=native_sr, target_sr=sr)
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling (scipy), exact for integer rate ratios.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    orig_sr, target_sr : int
+        Rates in Hz.
+    """
+    if orig_sr == target_sr:
+        return y.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    g = gcd(orig_sr, target_sr)
+    return resample_poly(y, target_sr // g, orig_sr // g).astype(np.float32)
