@@ -222,6 +222,13 @@ class VectorIndex:
                 break
         return out
 
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ``(ids, vectors)`` of this build, so a rebuild can reuse them instead of re-embedding."""
+        if self._vectors is not None:
+            return np.asarray(self.ids), self._vectors
+        v = np.array([self._ann.get_item_vector(i) for i in range(len(self))], dtype=np.float32)
+        return np.asarray(self.ids), v.reshape(len(self), self.dim)
+
     def close(self) -> None:
         """Unmap the Annoy file."""
         if self._ann is not None:

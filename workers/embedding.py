@@ -14,11 +14,17 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.audio import DecodeLimits, load
 from engine.errors import DecodeError
+
+if TYPE_CHECKING:  # torch stays out of processes that never embed
+    from engine.embed.model import Embedder
+    from engine.index import VectorIndex
+    from workers.settings import EmbedSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +146,7 @@ class DevSet:
 
 
 def load_devset(
-    manifest: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | list[ManifestEntry],
     *,
     cache_dir: str | os.PathLike[str],
     sr: int,
@@ -158,7 +164,8 @@ def load_devset(
     from engine.embed.train import holdout_split
 
     entries, clean, codec, genres = [], [], [], []
-    for e in read_manifest(manifest)[:limit]:
+    rows = manifest if isinstance(manifest, list) else read_manifest(manifest)
+    for e in rows[:limit]:
         try:
             y = cached_audio(e.path, cache_dir=cache_dir, sr=sr, limits=limits)
             if len(y) < min_seconds * sr:
@@ -178,7 +185,7 @@ def load_devset(
 
 
 def train_from_manifest(
-    manifest: str | os.PathLike[str],
+    manifest: str | os.PathLike[str] | list[ManifestEntry],
     *,
     cache_dir: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -225,7 +232,7 @@ def train_from_manifest(
     extra = {
         "command": command,
         "train_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
-        "trained_on": {"manifest": str(manifest), "tracks": len(tracks),
+        "trained_on": {"manifest": str(manifest) if not isinstance(manifest, list) else "catalog", "tracks": len(tracks),
                        "held_out_ids": sorted(ds.entries[i].track_id for i in val_idx),
                        "genres": genres if label_of else []},
         "parameters": count_parameters(result.model),
@@ -237,3 +244,174 @@ def train_from_manifest(
     }
     path = save_model(result.model, out_path, version=version, extra=extra)
     return path, extra
+
+
+# --- serving: embedding tracks, building and querying the index ---------------------
+
+
+@dataclass(frozen=True)
+class TrackEmbedding:
+    """A track's sounds-like vector and its window vectors, from one embedder version."""
+
+    model_version: str
+    vector: np.ndarray  # (embed_dim,), unit length
+    windows: np.ndarray  # (n_windows, embed_dim)
+
+    def to_dict(self) -> dict:
+        return {"model_version": self.model_version, "vector": [round(float(x), 6) for x in self.vector],
+                "n_windows": int(len(self.windows))}
+
+
+def open_embedder(settings: "EmbedSettings") -> tuple["Embedder", str]:
+    """Load the configured weights (bundled default when unset) on the configured device.
+
+    Called once at startup; the returned embedder is passed to the functions below.
+    Returns the embedder and its model version.
+    """
+    from engine.device import configure_cpu_threads, select_device
+    from engine.embed.model import DEFAULT_WEIGHTS, Embedder
+
+    device = select_device(settings.device)
+    if device.type == "cpu":
+        configure_cpu_threads(settings.threads or None)
+    path = Path(settings.weights).expanduser() if settings.weights else DEFAULT_WEIGHTS
+    embedder, meta = Embedder.from_path(path, device=device, batch_size=settings.batch_size)
+    return embedder, str(meta["version"])
+
+
+def embed_audio(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str,
+                max_seconds: float | None = None) -> TrackEmbedding:
+    """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors."""
+    from engine.audio import resample
+
+    if max_seconds is not None:
+        y = y[: int(max_seconds * sr)]
+    if sr != embedder.sr:
+        y = resample(y, orig_sr=sr, target_sr=embedder.sr)
+    windows = embedder.embed_windows(y, sr=embedder.sr)
+    from engine.embed.model import mean_vector
+
+    return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
+
+
+def embed_clip(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str) -> TrackEmbedding:
+    """Embed a short query clip with overlapping windows (1 s hop), so a 10 s memo gives 8 views."""
+    from engine.audio import resample
+    from engine.embed.model import mean_vector
+
+    if sr != embedder.sr:
+        y = resample(y, orig_sr=sr, target_sr=embedder.sr)
+    windows = embedder.embed_windows(y, sr=embedder.sr, hop_s=1.0)
+    return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
+
+
+def embed_file(path: str | os.PathLike[str], *, embedder: "Embedder", model_version: str,
+               limits: DecodeLimits = DecodeLimits(), max_seconds: float = 240.0) -> TrackEmbedding:
+    """Decode a file straight at the model's rate and embed its first ``max_seconds``.
+
+    Ingest can call this beside the analysis (or :func:`embed_audio` on audio it
+    already decoded) and keep ``to_dict()`` in its per-file extras.
+    """
+    y = load(path, sr=embedder.sr, limits=limits, max_seconds=max_seconds)
+    return embed_audio(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
+
+
+def sound_scores(index: "VectorIndex", vector: np.ndarray, *, k: int,
+                 exclude: frozenset[int] = frozenset()) -> dict[int, float]:
+    """Sounds-like neighbours of ``vector`` as ``{track_id: similarity in [0, 1]}`` for the ranker."""
+    return {n.item_id: max(0.0, min(1.0, n.similarity)) for n in index.query(vector, k=k, exclude=exclude)}
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """Outcome of one ``index build``."""
+
+    model_version: str
+    build_dir: str
+    n_items: int
+    embedded: int
+    reused: int
+    failed: tuple[tuple[int, str], ...]
+    mode: str
+
+    def to_dict(self) -> dict:
+        return {"model_version": self.model_version, "build_dir": self.build_dir, "n_items": self.n_items,
+                "embedded": self.embedded, "reused": self.reused, "mode": self.mode,
+                "failed": [{"track_id": t, "reason": r} for t, r in self.failed]}
+
+
+async def build_catalog_index(
+    pool,
+    *,
+    settings: "Settings",
+    embedder: "Embedder",
+    model_version: str,
+    on_progress=None,
+) -> IndexReport:
+    """Embed every catalog track not in the live index, build a new index and swap it in atomically.
+
+    Vectors of tracks already in the live build of this model version are
+    reused, so a rebuild after ``catalog add`` embeds only the new files. The
+    build is recorded in ``model_versions`` (kind ``annoy``) and made active.
+    """
+    import asyncio
+
+    from db.queries import models as models_q
+    from db.queries import tracks as tracks_q
+    from engine.index import VectorIndex, build_index, live_build
+
+    es = settings.embed
+    root = settings.index_dir
+    async with pool.acquire() as conn:
+        rows = await tracks_q.list_tracks(conn)
+    known: dict[int, np.ndarray] = {}
+    if live_build(root, model_version) is not None:
+        old = VectorIndex.load(root, model_version)
+        ids, vecs = old.vectors()
+        known = {int(i): v for i, v in zip(ids, vecs)}
+        old.close()
+    loop = asyncio.get_running_loop()
+    vectors: dict[int, np.ndarray] = {}
+    failed: list[tuple[int, str]] = []
+    embedded = 0
+    for n, row in enumerate(rows, 1):
+        if row.id in known:
+            vectors[row.id] = known[row.id]
+        else:
+            try:
+                te = await loop.run_in_executor(None, lambda p=row.path: embed_file(
+                    p, embedder=embedder, model_version=model_version, limits=settings.audio.limits,
+                    max_seconds=es.max_seconds))
+                vectors[row.id] = te.vector
+                embedded += 1
+            except DecodeError as exc:
+                failed.append((row.id, exc.reason))
+        if on_progress:
+            on_progress(n, len(rows), row.path)
+    if not vectors:
+        from workers.errors import MixwithError
+
+        raise MixwithError("the catalog has no tracks to index: add some with `mixwith catalog add`")
+    ids = np.array(sorted(vectors), dtype=np.int64)
+    mat = np.stack([vectors[i] for i in ids])
+    build_dir = await loop.run_in_executor(None, lambda: build_index(
+        mat, ids, root=root, model_version=model_version, n_trees=es.index_trees,
+        exact_below=es.index_exact_below))
+    mode = "exact" if len(ids) < es.index_exact_below else "annoy"
+    report = IndexReport(model_version=model_version, build_dir=str(build_dir), n_items=len(ids), embedded=embedded,
+                         reused=len(ids) - embedded, failed=tuple(failed), mode=mode)
+    async with pool.acquire() as conn:
+        await models_q.register(conn, kind="annoy", version=f"{model_version}/{build_dir.name}",
+                                artifact_path=str(build_dir), metrics={"n_items": len(ids), "mode": mode})
+    return report
+
+
+async def record_embedder(pool, *, path: str | os.PathLike[str], meta: dict, activate: bool = True) -> None:
+    """Record trained weights in ``model_versions`` (kind ``embedder``) with their metrics."""
+    from db.queries import models as models_q
+
+    metrics = {"val": meta.get("val"), "train_seconds": meta.get("train_seconds"),
+               "parameters": meta.get("parameters"), "command": meta.get("command")}
+    async with pool.acquire() as conn:
+        await models_q.register(conn, kind="embedder", version=str(meta["version"]),
+                                artifact_path=str(Path(path).resolve()), metrics=metrics, activate=activate)
