@@ -369,7 +369,7 @@ def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int,
 
         async with pool.acquire() as conn:
             rows = await tracks_q.list_tracks(conn)
-        return [ManifestEntry(str(r.id), Path(r.path), r.album or r.artist or "catalog") for r in rows]
+        return [ManifestEntry(str(r.id), Path(r.path), r.album or r.artist or "catalog") for r in rows if r.path]
 
     source: Any = manifest if manifest is not None else asyncio.run(_with_pool(settings, catalog_entries))
     if not source:

@@ -377,6 +377,8 @@ async def build_catalog_index(
     for n, row in enumerate(rows, 1):
         if row.id in known:
             vectors[row.id] = known[row.id]
+        elif not row.path:
+            failed.append((row.id, "no audio file (a linked track): nothing to embed"))
         else:
             try:
                 te = await loop.run_in_executor(None, lambda p=row.path: embed_file(
@@ -415,3 +417,26 @@ async def record_embedder(pool, *, path: str | os.PathLike[str], meta: dict, act
     async with pool.acquire() as conn:
         await models_q.register(conn, kind="embedder", version=str(meta["version"]),
                                 artifact_path=str(Path(path).resolve()), metrics=metrics, activate=activate)
+
+
+def sounds_like_file(
+    path: str | os.PathLike[str],
+    *,
+    settings: "Settings",
+    embedder: "Embedder",
+    model_version: str,
+    index: "VectorIndex",
+    exclude: frozenset[int] = frozenset(),
+) -> dict[int, float]:
+    """Cold-start sounds-like scores for a file (a phone clip or a whole track) against the catalog index.
+
+    Clips under a minute are embedded with overlapping windows (1 s hop), longer audio
+    window by window; the result feeds ``engine.rank.score_candidates(sound=...)``.
+    """
+    es = settings.embed
+    y = load(path, sr=embedder.sr, limits=settings.audio.limits, max_seconds=es.max_seconds)
+    if len(y) < 60 * embedder.sr:
+        te = embed_clip(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
+    else:
+        te = embed_audio(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
+    return sound_scores(index, te.vector, k=es.candidates, exclude=exclude)

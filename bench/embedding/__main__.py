@@ -27,7 +27,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "out"
-TRACK_CAP_S = 120.0
+TRACK_CAP_S = 1200.0  # whole tracks (the decode limit is 20 min): a memo may come from anywhere
 
 
 def _baseline_vector(y: np.ndarray, sr: int) -> np.ndarray:

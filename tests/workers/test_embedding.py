@@ -24,6 +24,7 @@ from workers.embedding import (
     open_embedder,
     read_manifest,
     sound_scores,
+    sounds_like_file,
 )
 from workers.settings import EmbedSettings, Settings, SettingsError
 
@@ -94,7 +95,7 @@ def test_bad_embed_device_setting_is_refused():
 
 
 async def test_index_build_embeds_records_and_reuses(pool, settings, weights, write_track, tmp_path):
-    """index build embeds the catalog, registers the build, and a rebuild re-embeds nothing."""
+    """index build embeds the catalog, registers the build, answers a clip, and a rebuild re-embeds nothing."""
     lib = tmp_path / "lib"
     for i, style in enumerate(("house", "techno", "hip-hop")):
         write_track(f"t{i}.wav", style=style, bpm=120 + i, key=Key(i, "minor"), duration_s=8.0, seed=i, folder=lib)
@@ -113,6 +114,12 @@ async def test_index_build_embeds_records_and_reuses(pool, settings, weights, wr
     scores = sound_scores(index, vecs[0], k=3)
     assert max(scores, key=scores.get) == int(ids[0])
     assert all(0.0 <= s <= 1.0 for s in scores.values())
+
+    async with pool.acquire() as conn:
+        assert len(await models_q.list_versions(conn, "annoy")) == 1
+    clip = write_track("clip.wav", style="house", bpm=120, key=Key(0, "minor"), duration_s=8.0, seed=0)
+    near = sounds_like_file(clip, settings=settings, embedder=embedder, model_version=version, index=index)
+    assert set(near) == {int(i) for i in ids}
 
     second = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
     assert (second.embedded, second.reused) == (0, 3)
