@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from db.queries import models as models_q
@@ -59,14 +60,20 @@ def test_aac_roundtrip_keeps_length_and_alignment(rng):
     assert corr > 0.9
 
 
-def test_devset_skips_short_files_and_holds_out_per_group(tmp_path, write_track):
+def _tone_file(path: Path, *, freq: float, seconds: float) -> Path:
+    t = np.arange(int(seconds * 16000)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+    return path
+
+
+def test_devset_skips_short_files_and_holds_out_per_group(tmp_path):
     """Files under min_seconds are skipped; each group gives up its share to the held-out part."""
     rows = []
     for g in ("pkg-a", "pkg-b"):
         for i in range(3):
-            p = write_track(f"{g}-{i}.wav", duration_s=5.5, seed=i, folder=tmp_path / g)
+            p = _tone_file(tmp_path / f"{g}-{i}.wav", freq=220.0 * (i + 1), seconds=5.5)
             rows.append(f"{g}{i}\t{p}\t{g}\t5.5")
-    short = write_track("short.wav", duration_s=2.0)
+    short = _tone_file(tmp_path / "short.wav", freq=440.0, seconds=2.0)
     rows.append(f"s\t{short}\tpkg-a\t2")
     manifest = tmp_path / "m.tsv"
     manifest.write_text("\n".join(rows) + "\n")
