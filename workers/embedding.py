@@ -243,7 +243,9 @@ def train_from_manifest(
         "history": result.history,
     }
     path = save_model(result.model, out_path, version=version, extra=extra)
-    return path, extra
+    from engine.embed.model import read_sidecar
+
+    return path, read_sidecar(path)
 
 
 # --- serving: embedding tracks, building and querying the index ---------------------

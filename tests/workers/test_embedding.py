@@ -131,3 +131,26 @@ async def test_index_build_embeds_records_and_reuses(pool, settings, weights, wr
     second = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
     assert (second.embedded, second.reused) == (0, 3)
     assert index.refresh(settings.index_dir, version).build_id != index.build_id
+
+
+async def test_training_saves_weights_and_records_the_version(pool, tmp_path):
+    """train_from_manifest writes loadable weights whose version lands in model_versions."""
+    from engine.embed.train import TrainConfig
+    from workers.embedding import record_embedder, train_from_manifest
+
+    rows = [f"x{i}\t{_tone_file(tmp_path / f'x{i}.wav', freq=200.0 * (i + 1), seconds=5.5)}\tpkg\t5.5"
+            for i in range(3)]
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    path, meta = train_from_manifest(
+        manifest, cache_dir=tmp_path / "cache", out_path=tmp_path / "w.pt", version="tiny-v1",
+        config=TrainConfig(steps=2, batch_tracks=2, warmup_steps=1), device="cpu", threads=1,
+        holdout_fraction=0.34, command="mixwith train embedder --steps 2",
+    )
+    assert meta["version"] == "tiny-v1" and len(meta["trained_on"]["held_out_ids"]) == 1
+    await record_embedder(pool, path=path, meta=meta)
+    async with pool.acquire() as conn:
+        active = await models_q.active(conn, "embedder")
+    assert active is not None and active.version == "tiny-v1" and active.metrics["command"].startswith("mixwith")
+    embedder, version = open_embedder(EmbedSettings(weights=str(path), device="cpu", threads=1))
+    assert version == "tiny-v1"
