@@ -14,6 +14,10 @@ from engine.errors import ParameterError
 from engine.spectrum import Spectrogram
 
 
+# Onset strength (mean log-flux per band) below which nothing counts as an attack.
+ONSET_FLOOR = 0.25
+
+
 @dataclass(frozen=True)
 class EnergyEstimate:
     """Attributes
@@ -109,7 +113,11 @@ def estimate_energy(y: np.ndarray, spec: Spectrogram, *, onset_env: np.ndarray) 
     """
     lufs = integrated_loudness(y, sr=spec.sr)
     loud = np.clip((lufs + 30.0) / 24.0, 0, 1)  # -30 LUFS quiet .. -6 LUFS slammed
-    thr = onset_env.mean() + onset_env.std()
+    if y.ndim != 1:
+        raise ParameterError(f"expected mono audio, got shape {y.shape}")
+    # relative threshold finds the accents; the absolute floor keeps a
+    # drone's ripples from counting as onsets (the envelope is level-free)
+    thr = max(onset_env.mean() + onset_env.std(), ONSET_FLOOR)
     peaks = np.sum((onset_env[1:-1] > thr) & (onset_env[1:-1] >= onset_env[:-2]) & (onset_env[1:-1] > onset_env[2:]))
     duration = len(y) / spec.sr
     density = np.clip((peaks / max(duration, 1e-3)) / 8.0, 0, 1)  # up to 8 onsets/s

@@ -48,6 +48,9 @@ BASS_FMIN = 45.0
 BASS_FMAX = 260.0
 # A spectral peak counts as a partial when this many times above its neighbourhood.
 PEAK_PROMINENCE = 3.0
+# Share of the band's (square-root) magnitude held by partials above which a
+# key is fully trusted; white noise holds about 0.0001, synthesized music 0.02+.
+TONAL_FULL_TRUST = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class KeyEstimate:
     ----------
     key : Key
     confidence : float
-        0–1: margin of the best key over the runner-up that is not a
-        harmonic neighbour of it, scaled.
+        0–1: margin of the best key over the best key on another Camelot
+        number, scaled by how tonal the audio is.
     changes : bool
         True when the halves of the track settle on different keys.
     tuning_cents : float
@@ -223,6 +226,11 @@ def estimate_key(spec: Spectrogram) -> KeyEstimate:
     B = chroma(spec, fmin=BASS_FMIN, fmax=BASS_FMAX, tuning=tuning)
     scores = _key_scores(C.sum(axis=1), B.sum(axis=1))
     key = _key_of(int(np.argmax(scores)))
+    # how much of the spectrum is partials at all: noise and drums alone
+    # make almost no prominent peaks, so their "key" deserves no trust
+    band = (spec.freqs >= CHROMA_FMIN) & (spec.freqs <= CHROMA_FMAX)
+    tonal = float(C.sum() / (np.sqrt(spec.S[band]).sum() + 1e-12))
+    tonal_trust = float(np.clip(tonal / TONAL_FULL_TRUST, 0.0, 1.0))
     changes = False
     half = C.shape[1] // 2
     if half >= int(30.0 * spec.frame_rate):  # each half long enough to carry a key of its own
@@ -231,5 +239,5 @@ def estimate_key(spec: Spectrogram) -> KeyEstimate:
         k1, k2 = _key_of(int(np.argmax(s1))), _key_of(int(np.argmax(s2)))
         changes = k1.camelot_number != k2.camelot_number and min(_confidence(s1), _confidence(s2)) > 0.2
     return KeyEstimate(
-        key=key, confidence=_confidence(scores), changes=changes, tuning_cents=round(100.0 * tuning, 1)
+        key=key, confidence=round(_confidence(scores) * tonal_trust, 3), changes=changes, tuning_cents=round(100.0 * tuning, 1)
     )
