@@ -81,12 +81,21 @@ def synth_items(*, count: int, duration_s: float = 30.0, seed: int = 2026) -> li
     return items
 
 
-def _manifest(devmusic: Path) -> list[tuple[str, Path, str]]:
+def _manifest(devmusic: Path) -> list[tuple[str, Path, str, float]]:
+    """Rows of the dev-set manifest: id, path, group, duration in seconds (nan when unknown)."""
     path = devmusic / "manifest.tsv"
     if not path.is_file():
         return []
+    rows = []
     with path.open() as f:
-        return [(r[0], Path(r[1]), r[2]) for r in csv.reader(f, delimiter="\t") if len(r) >= 3]
+        for r in csv.reader(f, delimiter="\t"):
+            if len(r) >= 3:
+                try:
+                    dur = float(r[3]) if len(r) > 3 else float("nan")
+                except ValueError:
+                    dur = float("nan")
+                rows.append((r[0], Path(r[1]), r[2], dur))
+    return rows
 
 
 def loop_tempos(duration_s: float) -> tuple[float, ...]:
@@ -98,7 +107,7 @@ def loop_tempos(duration_s: float) -> tuple[float, ...]:
 def loop_items(devmusic: Path, *, repeat_to_s: float = 24.0) -> list[Item]:
     """Sonic Pi loops with tempo from loop length (see module docstring)."""
     items = []
-    for _, path, group in _manifest(devmusic):
+    for _, path, group, _dur in _manifest(devmusic):
         if group != "sonic-pi-samples" or not path.name.startswith("loop_"):
             continue
         y = load(path, sr=SR, check_silence=False, limits=DecodeLimits(min_duration_s=0.1))
@@ -150,7 +159,9 @@ def invariance_items(
     if shutil.which("ffmpeg") is None:
         logger.warning("ffmpeg missing: no invariance set")
         return []
-    rows = [(i, p, g) for i, p, g in _manifest(devmusic) if g != "sonic-pi-samples" and p.is_file()]
+    # whole pieces only: long enough for the excerpt (the dev set also holds jingles)
+    rows = [(i, p, g) for i, p, g, d in _manifest(devmusic)
+            if g != "sonic-pi-samples" and d >= offset_s + excerpt_s and p.is_file()]
     if not rows or count <= 0:
         return []
     picks = [rows[int(j)] for j in np.linspace(0, len(rows) - 1, min(count, len(rows)))]
