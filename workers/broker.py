@@ -96,15 +96,12 @@ def make_store(queue: QueueSettings) -> JobStore:
 
 
 @asynccontextmanager
-async def open_queue(settings: Settings, *, database: bool = True) -> AsyncIterator[JobClient]:
+async def open_queue(settings: Settings) -> AsyncIterator[JobClient]:
     """A client for submitting jobs; with the in-memory broker also the worker that runs them.
 
     Parameters
     ----------
     settings : Settings
-    database : bool
-        Record requests and results in PostgreSQL (in-memory mode, where
-        this process is the worker).
     """
     broker = make_broker(settings.queue)
     store = make_store(settings.queue)
@@ -112,7 +109,7 @@ async def open_queue(settings: Settings, *, database: bool = True) -> AsyncItera
     worker: Worker | None = None
     try:
         if not settings.queue.is_redis:
-            worker = await Worker.open(settings, store=store, database=database)
+            worker = await Worker.open(settings, store=store)
             broker.state.worker = worker
         await broker.startup()
         yield JobClient(tasks=tasks, store=store, settings=settings)
@@ -125,7 +122,7 @@ async def open_queue(settings: Settings, *, database: bool = True) -> AsyncItera
         await store.close()
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, database: bool = True) -> None:
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Consume jobs from Redis until ``stop`` is set (or SIGINT/SIGTERM).
 
     Models and indexes are loaded once, in this process and in each engine
@@ -144,7 +141,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None, d
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    worker = await Worker.open(settings, store=store, database=database)
+    worker = await Worker.open(settings, store=store)
     broker.state.worker = worker
     await broker.startup()
     logger.info("worker %s listening on %s", os.getpid(), settings.queue.queue_name)

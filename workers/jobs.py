@@ -100,6 +100,13 @@ class JobStore(Protocol):
     def events(self, request_id: str, *, poll_s: float = 1.0) -> AsyncIterator[Progress]:
         """All events of the job from the first, ending after the terminal one."""
 
+    async def put_upload(self, request_id: str, data: bytes) -> None:
+        """Keep an upload's bytes until a worker takes the job (workers may be other machines)."""
+
+    async def get_upload(self, request_id: str) -> bytes | None: ...
+
+    async def drop_upload(self, request_id: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -118,7 +125,17 @@ class MemoryJobStore:
         self._starts: dict[str, int] = {}
         self._events: dict[str, list[Progress]] = {}
         self._answers: dict[str, Answer] = {}
+        self._uploads: dict[str, bytes] = {}
         self._changed = asyncio.Condition()
+
+    async def put_upload(self, request_id: str, data: bytes) -> None:
+        self._uploads[request_id] = data
+
+    async def get_upload(self, request_id: str) -> bytes | None:
+        return self._uploads.get(request_id)
+
+    async def drop_upload(self, request_id: str) -> None:
+        self._uploads.pop(request_id, None)
 
     async def register(self, request_id: str, kind: str) -> bool:
         if request_id in self._seen:
@@ -268,6 +285,15 @@ class RedisJobStore:
                     yield event
                     if event.stage in TERMINAL:
                         return
+
+    async def put_upload(self, request_id: str, data: bytes) -> None:
+        await self._redis.set(self._k("up", request_id), data, ex=self._ttl)
+
+    async def get_upload(self, request_id: str) -> bytes | None:
+        return await self._redis.get(self._k("up", request_id))
+
+    async def drop_upload(self, request_id: str) -> None:
+        await self._redis.delete(self._k("up", request_id))
 
     async def close(self) -> None:
         await self._redis.aclose()

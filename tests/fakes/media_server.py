@@ -3,7 +3,7 @@
 Routes: ``/audio.wav`` (a real WAV of a synthesized track), ``/slow.wav``
 (dribbles bytes), ``/big.wav`` (over any small limit, with or without
 Content-Length), ``/redirect?to=URL`` (302 to anywhere), ``/page.html``,
-``/error/<status>``. Every request is recorded in ``hits`` so a test can
+``/error/<status>``, ``/flaky.wav?fails=N&id=X`` (503 N times, then audio). Every request is recorded in ``hits`` so a test can
 assert that a canary instance was never reached.
 """
 
@@ -38,6 +38,7 @@ class MediaServer:
     port: int
     audio: bytes
     hits: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -73,6 +74,14 @@ def _app(server: MediaServer) -> web.Application:
             sent += n
         return resp
 
+    async def flaky(request: web.Request) -> web.Response:
+        # fails `fails` times per `id` with 503, then serves the audio: a transient outage
+        key = request.query.get("id", "")
+        server.failures[key] = server.failures.get(key, 0) + 1
+        if server.failures[key] <= int(request.query.get("fails", "1")):
+            return web.Response(status=503, text="busy")
+        return web.Response(body=server.audio, content_type="audio/wav")
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
@@ -89,6 +98,7 @@ def _app(server: MediaServer) -> web.Application:
     app.router.add_get("/audio.wav", audio)
     app.router.add_get("/slow.wav", slow)
     app.router.add_get("/big.wav", big)
+    app.router.add_get("/flaky.wav", flaky)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/page.html", page)
     app.router.add_get("/error/{status}", error)

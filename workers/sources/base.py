@@ -23,6 +23,8 @@ class FetchedAudio:
         Normalised cache key (``youtube:<id>``, ``spotify:<id>``, ``upload:<sha256>``).
     duration_s : float or None
         Length of the whole song when the source says so.
+    track_id : int or None
+        The catalog track this is, when known without listening (Spotify id/ISRC match).
     """
 
     path: Path
@@ -32,6 +34,7 @@ class FetchedAudio:
     spotify_id: str | None = None
     source_key: str = ""
     duration_s: float | None = None
+    track_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -67,6 +67,10 @@ class Sources:
         self._resolver = resolver
         self._spotify: SpotifyMetadata | None = None
 
+    def set_catalog_lookup(self, lookup: CatalogLookup | None) -> None:
+        """Install the catalog match used for Spotify links (the worker's database)."""
+        self._catalog_lookup = lookup
+
     def _spotify_client(self) -> SpotifyMetadata:
         if self._spotify is None:
             self._spotify = SpotifyMetadata(self.settings)
