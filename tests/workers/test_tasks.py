@@ -9,13 +9,15 @@ import pytest
 import soundfile as sf
 
 from db.queries import jobs as jobs_q
+from db.queries import tracks as tracks_q
 from engine.camelot import Key
+from engine.synth import TrackSpec, render
 from tests.fakes.media_server import media_server
 from workers.broker import open_queue
-from workers.catalog import add_paths
+from workers.catalog import process_file
 from workers.errors import BlockedURLError, FetchError, InputError, TransientError
 from workers.messages import MixOptions, MixRequest
-from workers.settings import FetchSettings, QueueSettings, Settings
+from workers.settings import AudioSettings, FetchSettings, QueueSettings, Settings
 
 
 @pytest.fixture
@@ -28,16 +30,34 @@ def qsettings(settings: Settings) -> Settings:
     )
 
 
+@pytest.fixture(scope="module")
+def analysed_library(tmp_path_factory) -> list[tuple[Path, dict]]:
+    """Three synthesized tracks analysed once per module (house at 124/126 BPM, techno at 132)."""
+    folder = tmp_path_factory.mktemp("library")
+    specs = [("a.wav", "house", 124, Key(9, "minor"), 1), ("b.wav", "house", 126, Key(4, "minor"), 2),
+             ("c.wav", "techno", 132, Key(2, "minor"), 3)]
+    out = []
+    for name, style, bpm, key, seed in specs:
+        y = render(TrackSpec(style=style, bpm=bpm, key=key, duration_s=8, seed=seed), sr=22050)
+        path = folder / name
+        sf.write(path, y, 22050)
+        res = process_file(str(path), AudioSettings())
+        assert res.analysis is not None
+        out.append((path, res.analysis))
+    return out
+
+
 @pytest.fixture
-async def catalog(pool, write_track, tmp_path: Path, qsettings: Settings) -> Path:
-    """A small analysed catalog (house at 124-128 BPM, techno at 132)."""
-    folder = tmp_path / "library"
-    write_track("a.wav", bpm=124, key=Key(9, "minor"), seed=1, folder=folder, duration_s=8)
-    write_track("b.wav", bpm=126, key=Key(4, "minor"), seed=2, folder=folder, duration_s=8)
-    write_track("c.wav", style="techno", bpm=132, key=Key(2, "minor"), seed=3, folder=folder, duration_s=8)
-    report = await add_paths(pool, [folder], audio=qsettings.audio)
-    assert len(report.added) == 3
-    return folder
+async def catalog(pool, analysed_library) -> list[int]:
+    """The analysed library as catalog tracks in an empty database."""
+    ids = []
+    async with pool.acquire() as conn:
+        for path, analysis in analysed_library:
+            tid, _ = await tracks_q.add_analyzed_track(
+                conn, content_hash=path.name, title=path.stem, artist="synth", album="", genre="",
+                path=str(path), source="test", analysis=analysis)
+            ids.append(tid)
+    return ids
 
 
 def _clip(write_track, name: str = "clip.wav", **kw) -> bytes:
@@ -102,7 +122,7 @@ async def test_transient_failures_are_retried_with_backoff(qsettings, catalog, w
     assert result.results
 
 
-async def test_a_transient_failure_that_persists_fails_after_the_retries(qsettings, catalog):
+async def test_a_transient_failure_that_persists_fails_after_the_retries(qsettings):
     """When every attempt fails transiently, the job fails after 1 + retries attempts."""
     async with media_server() as media, open_queue(qsettings) as client:
         with pytest.raises(TransientError, match="503"):
@@ -110,7 +130,7 @@ async def test_a_transient_failure_that_persists_fails_after_the_retries(qsettin
     assert media.failures["t2"] == 3
 
 
-async def test_permanent_failures_are_not_retried(qsettings, catalog):
+async def test_permanent_failures_are_not_retried(qsettings):
     """A 404 fails at once with the reason, and the host is asked exactly once."""
     async with media_server() as media, open_queue(qsettings) as client:
         with pytest.raises(FetchError, match="does not exist"):
@@ -118,7 +138,7 @@ async def test_permanent_failures_are_not_retried(qsettings, catalog):
     assert media.hits == ["/error/404"]
 
 
-async def test_a_job_over_its_time_limit_fails_with_a_timeout(qsettings, catalog):
+async def test_a_job_over_its_time_limit_fails_with_a_timeout(qsettings):
     """A host that dribbles bytes makes the job fail at the per-job timeout, not hang."""
     settings = replace(qsettings, queue=replace(qsettings.queue, job_timeout_s=1.0, retries=0))
     async with media_server() as media, open_queue(settings) as client:
@@ -126,21 +146,21 @@ async def test_a_job_over_its_time_limit_fails_with_a_timeout(qsettings, catalog
             await client.mix(_request("link", media.url("/slow.wav")))
 
 
-async def test_hostile_link_fails_with_the_guard_reason(qsettings, catalog):
+async def test_hostile_link_fails_with_the_guard_reason(qsettings):
     """A link into private space fails with the SSRF guard's sentence."""
     async with open_queue(qsettings) as client:
         with pytest.raises(BlockedURLError, match="169.254.169.254, a link-local address"):
             await client.mix(_request("link", "http://169.254.169.254/latest/meta-data/"))
 
 
-async def test_an_upload_that_is_not_audio_is_refused(qsettings, catalog):
+async def test_an_upload_that_is_not_audio_is_refused(qsettings):
     """Bytes that are not an audio container fail with a clear input error."""
     async with open_queue(qsettings) as client:
         with pytest.raises(InputError, match="not audio"):
             await client.mix(_request("upload", "notes.pdf"), upload=b"%PDF-1.7 not audio at all")
 
 
-async def test_a_chat_request_cannot_name_a_local_file(qsettings, catalog):
+async def test_a_chat_request_cannot_name_a_local_file(qsettings):
     """Only the CLI may name files on the worker's disk."""
     async with open_queue(qsettings) as client:
         with pytest.raises(InputError, match="command line"):
