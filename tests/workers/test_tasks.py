@@ -165,3 +165,37 @@ async def test_a_chat_request_cannot_name_a_local_file(qsettings):
     async with open_queue(qsettings) as client:
         with pytest.raises(InputError, match="command line"):
             await client.mix(_request("file", "/etc/passwd"))
+
+
+def _with_spotify(settings: Settings, fake) -> Settings:
+    from tests.fakes import spotify_api as fake_spotify
+
+    return replace(settings, fetch=replace(settings.fetch, spotify_client_id=fake_spotify.CLIENT_ID,
+                                           spotify_client_secret=fake_spotify.CLIENT_SECRET,
+                                           spotify_api_url=fake.api_url, spotify_token_url=fake.token_url))
+
+
+async def test_spotify_link_to_a_catalog_song_needs_no_download(qsettings, catalog):
+    """A Spotify track matching a catalog track (title and artist) is answered from the catalog."""
+    from tests.fakes import spotify_api as fake_spotify
+
+    tid = "0" * 21 + "b"
+    async with fake_spotify.spotify_api() as fake:
+        fake.tracks[tid] = fake_spotify.track_object(tid, name="B", artists=["Synth", "Other"], isrc="GBAAA2400001")
+        async with open_queue(_with_spotify(qsettings, fake)) as client:
+            result = await client.mix(_request("link", f"https://open.spotify.com/track/{tid}"))
+    assert result.query["track_id"] == catalog[1]
+    assert catalog[1] not in [c.track_id for c in result.results]
+    assert fake.track_requests == [tid]
+
+
+async def test_spotify_song_outside_the_catalog_falls_back_to_search_and_explains(qsettings, catalog):
+    """A Spotify song not in the catalog is searched with yt-dlp; offline, the user is told to upload a clip."""
+    from tests.fakes import spotify_api as fake_spotify
+
+    tid = "1" * 22
+    async with fake_spotify.spotify_api() as fake:
+        fake.tracks[tid] = fake_spotify.track_object(tid, name="Unknown Song", artists=["Nobody"], isrc="USXXX0000001")
+        async with open_queue(_with_spotify(qsettings, fake)) as client:
+            with pytest.raises(FetchError, match="“Unknown Song” is not in the catalog.*upload a clip"):
+                await client.mix(_request("link", f"spotify:track:{tid}"))

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from workers.errors import FetchError, TransientError
+from workers.errors import FetchError, MixwithError, TransientError
 from workers.settings import FetchSettings
 from workers.sources.base import FetchedAudio
 from workers.sources.links import Resolver, check_host, check_url, normalise_url
@@ -40,7 +40,7 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         loop = asyncio.get_running_loop()
-        # BlockedURLError is an OSError-free exception: aiohttp wraps it in ClientConnectorError's cause
+        # a refusal raised here ends the connection attempt before any socket is opened
         addresses = await loop.run_in_executor(
             None, lambda: check_host(host, port, allow_loopback=self._allow_loopback, resolver=self._resolver)
         )
@@ -119,11 +119,10 @@ async def open_checked(
 
 
 def _raise_blocked_cause(exc: BaseException) -> None:
-    from workers.errors import BlockedURLError
-
+    """Re-raise the guard's own error if aiohttp wrapped it."""
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, BlockedURLError):
+        if isinstance(cause, MixwithError):
             raise cause from None
         cause = cause.__cause__ or cause.__context__
 
@@ -213,7 +212,11 @@ async def fetch_direct(
     work_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=work_dir, prefix="direct-")
     os.close(fd)
-    path, ctype = await download(session, url, dest=Path(tmp), settings=settings, resolver=resolver)
+    try:
+        path, ctype = await download(session, url, dest=Path(tmp), settings=settings, resolver=resolver)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     final = path.with_suffix(_EXT.get(ctype, Path(url.split("?")[0]).suffix[:6] or ".bin"))
     path.rename(final)
     name = Path(url.split("?")[0]).stem or "audio"

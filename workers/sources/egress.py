@@ -14,7 +14,7 @@ import asyncio
 import logging
 from urllib.parse import urlsplit
 
-from workers.errors import BlockedURLError
+from workers.errors import BlockedURLError, FetchError
 from workers.sources.links import Resolver, check_host
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class EgressProxy:
         ``http://127.0.0.1:<port>`` once started.
     refusals : list of str
         Reasons for every refused connection, to explain a failed download.
+    failures : list of str
+        Hosts that could not be resolved.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class EgressProxy:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusals: list[str] = []
+        self.failures: list[str] = []
         self.url = ""
 
     async def __aenter__(self) -> "EgressProxy":
@@ -133,6 +136,10 @@ class EgressProxy:
             self.refusals.append(str(exc))
             logger.warning("egress refused %s:%s: %s", host, port, exc)
             await self._refuse(writer, 403, str(exc))
+            return None
+        except FetchError as exc:  # unresolvable: not an attack, but the download cannot work
+            self.failures.append(str(exc))
+            await self._refuse(writer, 502, str(exc))
             return None
         last: Exception | None = None
         for address in addresses:  # connect to the checked address itself: no second lookup

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from workers.errors import BlockedURLError, InputError
+from workers.errors import BlockedURLError, FetchError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -254,9 +254,10 @@ def check_url(
     Raises
     ------
     BlockedURLError
-        With the reason: scheme, credentials, missing host, unresolvable
-        host, or an address in loopback/private/link-local/multicast/
+        With the reason: scheme, credentials, missing host, or an address in loopback/private/link-local/multicast/
         reserved/unspecified space (any one bad address refuses the host).
+    FetchError
+        The host name cannot be resolved.
     """
     if len(url) > MAX_URL_CHARS:
         raise BlockedURLError(f"The link is longer than {MAX_URL_CHARS} characters.")
@@ -292,7 +293,9 @@ def check_host(
     Raises
     ------
     BlockedURLError
-        The host is (or resolves to) a forbidden address, or cannot be resolved.
+        The host is (or resolves to) a forbidden address.
+    FetchError
+        The host name cannot be resolved.
     """
     host = host.strip("[]").rstrip(".")
     literal = parse_ip_literal(host)
@@ -308,7 +311,8 @@ def check_host(
     try:
         found = (resolver or _system_resolver)(host, port)
     except (OSError, UnicodeError) as exc:
-        raise BlockedURLError(f"The host {host} cannot be resolved ({exc}).") from None
+        # not a refusal: the name simply does not exist (or DNS is down)
+        raise FetchError(f"The host {host} cannot be found ({getattr(exc, 'strerror', None) or exc}).") from None
     addresses: list[str] = []
     for raw in found:
         try:

@@ -113,6 +113,7 @@ async def fetch_ytdlp(
             proc.kill()
             raise
         refusals = list(proxy.refusals)
+        failures = list(proxy.failures)
     try:
         result = json.loads(out.decode().strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -122,6 +123,8 @@ async def fetch_ytdlp(
         raise BlockedURLError(refusals[0])
     if not result["ok"]:
         logger.info("yt-dlp failed on %s: %s", url, result["error"])
+        if failures:
+            raise FetchError(failures[0])
         raise _explain(result["error"], service=service)
     path = Path(result["path"]) if result.get("path") else None
     if path is None or not path.exists():
