@@ -112,7 +112,7 @@ async def open_queue(settings: Settings) -> AsyncIterator[JobClient]:
             worker = await Worker.open(settings, store=store)
             broker.state.worker = worker
         await broker.startup()
-        yield JobClient(tasks=tasks, store=store, settings=settings)
+        yield JobClient(tasks=tasks, store=store, settings=settings, local_worker=worker)
     finally:
         if isinstance(broker, InMemoryBroker):
             await broker.wait_all()

@@ -30,6 +30,7 @@ from db.pool import create_pool
 from db.queries import cache as cache_q
 from db.queries import jobs as jobs_q
 from workers import pipeline
+from workers.batching import MicroBatcher
 from workers.catalog import add_paths, make_executor
 from workers.errors import InputError, MixwithError, TransientError
 from workers.jobs import INTERNAL_ERROR, Answer, JobHandle, JobStore
@@ -96,6 +97,18 @@ class Worker:
         self.sources = sources
         self.preview_dir = preview_dir
         self.handlers: dict[str, Handler] = {"mixwith": self._mix, "ingest": self._ingest}
+        self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
+
+    def batched(self, name: str, fn: Callable[[list[Any]], Any]) -> MicroBatcher[Any, Any]:
+        """The worker's shared micro-batcher for model ``name`` (e.g. the embedder's batched forward).
+
+        Concurrent jobs that ``await worker.batched("embed", model.embed_batch).submit(x)``
+        share one forward pass per ``batch_size`` items or ``batch_wait_ms``.
+        """
+        if name not in self._batchers:
+            q = self.settings.queue
+            self._batchers[name] = MicroBatcher(fn, max_batch=q.batch_size, max_wait_ms=q.batch_wait_ms)
+        return self._batchers[name]
 
     @classmethod
     async def open(cls, settings: Settings, *, store: JobStore) -> "Worker":
@@ -121,6 +134,8 @@ class Worker:
         return worker
 
     async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
         await self.session.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
@@ -131,19 +146,29 @@ class Worker:
         """Run one delivered job and answer it, unless it was answered already."""
         request_id = str(payload["request_id"])
         deliveries = await self.store.start(request_id)
-        if await self.store.answer(request_id) is not None:
+        existing = await self.store.answer(request_id)
+        if existing is not None:
+            # answered before its worker died: make sure the record says so too (idempotent)
             logger.info("job %s was already answered; dropping this delivery", request_id)
+            await self._record_start(kind, payload)
+            await self._record_finish(kind, existing, JobContext(request_id=request_id, publish=self.store.publish))
             return
         timings: dict[str, float] = {}
         ctx = JobContext(request_id=request_id, publish=self.store.publish, timings=timings)
         t0 = time.perf_counter()
         q = self.settings.queue
-        await self._record_start(kind, payload)
+        # the database record runs beside the job: the job does not need it, the answer does not wait for it
+        recording = asyncio.create_task(self._record_start(kind, payload))
         try:
             if deliveries > MAX_DELIVERIES:
                 raise MixwithError("This request stopped its worker several times, so I gave up on it.")
-            async with asyncio.timeout(q.job_timeout_s):
-                result = await self._with_retries(self.handlers[kind], payload, ctx)
+            t_work = time.perf_counter()
+            try:
+                async with asyncio.timeout(q.job_timeout_s):
+                    result = await self._with_retries(self.handlers[kind], payload, ctx)
+            finally:
+                # the job's own work, apart from the queue's bookkeeping around it
+                timings["work"] = round(time.perf_counter() - t_work, 4)
             answer = Answer(request_id, ok=True, result=result)
         except TimeoutError:
             answer = Answer(request_id, ok=False, error=f"This took longer than {q.job_timeout_s:g} s, so I stopped it.",
@@ -159,9 +184,12 @@ class Worker:
         timings["total"] = round(time.perf_counter() - t0, 4)
         timings["deliveries"] = deliveries
         answer = replace(answer, timings=timings)
-        await self._record_finish(kind, answer, ctx)
         if not await self.store.finish(answer):
             logger.info("job %s was answered by another delivery meanwhile", request_id)
+        # after the answer, so the user does not wait on bookkeeping; before the ack, so a kill
+        # here means another delivery (which finds the answer and records nothing twice)
+        await recording
+        await self._record_finish(kind, answer, ctx)
         if self.settings.fetch.upload_retention_s <= 0:
             await self.store.drop_upload(request_id)
 
@@ -354,10 +382,11 @@ class JobClient:
     request again (a retried slash command) returns a handle on the first job.
     """
 
-    def __init__(self, *, tasks: Tasks, store: JobStore, settings: Settings) -> None:
+    def __init__(self, *, tasks: Tasks, store: JobStore, settings: Settings, local_worker: Worker | None = None) -> None:
         self._tasks = tasks
         self._store = store
         self._settings = settings
+        self.local_worker = local_worker  # the in-process worker (memory broker), else None
 
     async def submit(self, request: MixRequest, *, upload: bytes | None = None) -> JobHandle:
         """Queue a mix job; ``upload`` carries the bytes of an uploaded clip.

@@ -119,8 +119,13 @@ async def test_two_workers_one_killed_mid_job_answer_every_job_exactly_once(sett
         assert all(a.ok for a in answers), [a.error for a in answers if not a.ok]
         assert terminal_counts == [1] * 50
         assert max(a.timings["deliveries"] for a in answers) >= 2  # the victim's job was taken over
-        async with pool.acquire() as conn:
-            statuses = await jobs_q.count_by_status(conn, [r.request_id for r in requests])
+        # the record is written just after the answer is sent: give the last one a moment
+        for _ in range(100):
+            async with pool.acquire() as conn:
+                statuses = await jobs_q.count_by_status(conn, [r.request_id for r in requests])
+            if statuses == {"done": 50}:
+                break
+            await asyncio.sleep(0.1)
         assert statuses == {"done": 50}
     finally:
         for p in procs:
