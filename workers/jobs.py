@@ -79,19 +79,22 @@ def progress_from_dict(d: dict[str, Any]) -> Progress:
 class JobStore(Protocol):
     """Where progress events and answers live."""
 
-    async def register(self, request_id: str, kind: str) -> bool:
-        """Note a new job as waiting; False when this request id was submitted before."""
+    async def submit(self, request_id: str, kind: str, *, upload: bytes | None = None) -> bool:
+        """Note a new job as waiting (with its upload's bytes) and publish its ``queued`` event.
+
+        Returns False, doing nothing, when this request id was submitted before.
+        """
 
     async def position(self, request_id: str) -> int | None:
         """1-based place among waiting jobs; None once the job started."""
 
-    async def start(self, request_id: str) -> int:
-        """Mark the job running; return how many times it has been started (deliveries)."""
+    async def start(self, request_id: str) -> tuple[int, Answer | None]:
+        """Mark the job running: (deliveries so far, the answer if it was already answered)."""
 
     async def publish(self, event: Progress) -> None:
         """Append a progress event, unless the job is already answered."""
 
-    async def finish(self, answer: Answer) -> bool:
+    async def finish(self, answer: Answer, *, drop_upload: bool = True) -> bool:
         """Store the answer and its terminal event; False when the job was already answered."""
 
     async def answer(self, request_id: str) -> Answer | None:
@@ -105,9 +108,11 @@ class JobStore(Protocol):
 
     async def get_upload(self, request_id: str) -> bytes | None: ...
 
-    async def drop_upload(self, request_id: str) -> None: ...
-
     async def close(self) -> None: ...
+
+
+def _queued_event(request_id: str, position: int | None) -> Progress:
+    return Progress(request_id, "queued", "waiting for a worker", position=position)
 
 
 def _terminal_event(answer: Answer) -> Progress:
@@ -134,14 +139,14 @@ class MemoryJobStore:
     async def get_upload(self, request_id: str) -> bytes | None:
         return self._uploads.get(request_id)
 
-    async def drop_upload(self, request_id: str) -> None:
-        self._uploads.pop(request_id, None)
-
-    async def register(self, request_id: str, kind: str) -> bool:
+    async def submit(self, request_id: str, kind: str, *, upload: bytes | None = None) -> bool:
         if request_id in self._seen:
             return False
         self._seen.add(request_id)
         self._waiting[request_id] = time.monotonic()
+        if upload is not None:
+            self._uploads[request_id] = upload
+        await self.publish(_queued_event(request_id, await self.position(request_id)))
         return True
 
     async def position(self, request_id: str) -> int | None:
@@ -150,10 +155,10 @@ class MemoryJobStore:
         mine = self._waiting[request_id]
         return 1 + sum(1 for t in self._waiting.values() if t < mine)
 
-    async def start(self, request_id: str) -> int:
+    async def start(self, request_id: str) -> tuple[int, Answer | None]:
         self._waiting.pop(request_id, None)
         self._starts[request_id] = self._starts.get(request_id, 0) + 1
-        return self._starts[request_id]
+        return self._starts[request_id], self._answers.get(request_id)
 
     async def publish(self, event: Progress) -> None:
         if event.request_id in self._answers:
@@ -162,7 +167,9 @@ class MemoryJobStore:
             self._events.setdefault(event.request_id, []).append(event)
             self._changed.notify_all()
 
-    async def finish(self, answer: Answer) -> bool:
+    async def finish(self, answer: Answer, *, drop_upload: bool = True) -> bool:
+        if drop_upload:
+            self._uploads.pop(answer.request_id, None)
         async with self._changed:
             if answer.request_id in self._answers:
                 return False
@@ -191,8 +198,36 @@ class MemoryJobStore:
         return None
 
 
+# Each script is one round trip and atomic, so a kill between steps leaves no half-made state.
+# Submit once: KEYS job, waiting, events, upload; ARGV kind, ttl, request id, now, queued-event json
+# (its position is filled in here), upload bytes or ''. Returns the position, or 0 if seen before.
+_SUBMIT_LUA = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[2])
+end
+local position = redis.call('ZRANK', KEYS[2], ARGV[3]) + 1
+local event = cjson.decode(ARGV[5])
+event['position'] = position
+redis.call('XADD', KEYS[3], '*', 'data', cjson.encode(event))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return position
+"""
+# Start: KEYS waiting, runs, answer; ARGV request id, ttl. Returns {deliveries, answer or false}.
+_START_LUA = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local runs = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {runs, redis.call('GET', KEYS[3])}
+"""
 # Answer once: the answer key is set only if absent, and only then is the terminal event appended.
 _FINISH_LUA = """
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[4])
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
   redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -228,6 +263,8 @@ class RedisJobStore:
         self._p = prefix
         self._ttl = max(1, int(ttl_s))
         self._finish = self._redis.register_script(_FINISH_LUA)
+        self._submit = self._redis.register_script(_SUBMIT_LUA)
+        self._start = self._redis.register_script(_START_LUA)
         self._publish = self._redis.register_script(_PUBLISH_LUA)
 
     @property
@@ -237,24 +274,23 @@ class RedisJobStore:
     def _k(self, kind: str, request_id: str = "") -> str:
         return f"{self._p}:{kind}:{request_id}" if request_id else f"{self._p}:{kind}"
 
-    async def register(self, request_id: str, kind: str) -> bool:
-        fresh = await self._redis.set(self._k("job", request_id), kind, nx=True, ex=self._ttl)
-        if not fresh:
-            return False
-        await self._redis.zadd(self._k("waiting"), {request_id: time.time()})
-        return True
+    async def submit(self, request_id: str, kind: str, *, upload: bytes | None = None) -> bool:
+        position = await self._submit(
+            keys=[self._k("job", request_id), self._k("waiting"), self._k("ev", request_id), self._k("up", request_id)],
+            args=[kind, self._ttl, request_id, time.time(), json.dumps(_queued_event(request_id, None).to_dict()),
+                  upload if upload is not None else b""],
+        )
+        return int(position) > 0
 
     async def position(self, request_id: str) -> int | None:
         rank = await self._redis.zrank(self._k("waiting"), request_id)
         return None if rank is None else int(rank) + 1
 
-    async def start(self, request_id: str) -> int:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.zrem(self._k("waiting"), request_id)
-        pipe.incr(self._k("runs", request_id))
-        pipe.expire(self._k("runs", request_id), self._ttl)
-        _, runs, _ = await pipe.execute()
-        return int(runs)
+    async def start(self, request_id: str) -> tuple[int, Answer | None]:
+        runs, raw = await self._start(
+            keys=[self._k("waiting"), self._k("runs", request_id), self._k("ans", request_id)], args=[request_id, self._ttl]
+        )
+        return int(runs), (Answer.from_dict(json.loads(raw)) if raw else None)
 
     async def publish(self, event: Progress) -> None:
         await self._publish(
@@ -262,10 +298,12 @@ class RedisJobStore:
             args=[json.dumps(event.to_dict()), self._ttl],
         )
 
-    async def finish(self, answer: Answer) -> bool:
+    async def finish(self, answer: Answer, *, drop_upload: bool = True) -> bool:
+        rid = answer.request_id
         done = await self._finish(
-            keys=[self._k("ans", answer.request_id), self._k("ev", answer.request_id), self._k("waiting")],
-            args=[json.dumps(answer.to_dict()), json.dumps(_terminal_event(answer).to_dict()), self._ttl, answer.request_id],
+            keys=[self._k("ans", rid), self._k("ev", rid), self._k("waiting"), self._k("up", rid)],
+            args=[json.dumps(answer.to_dict()), json.dumps(_terminal_event(answer).to_dict()), self._ttl, rid,
+                  "1" if drop_upload else "0"],
         )
         return bool(done)
 
@@ -291,9 +329,6 @@ class RedisJobStore:
 
     async def get_upload(self, request_id: str) -> bytes | None:
         return await self._redis.get(self._k("up", request_id))
-
-    async def drop_upload(self, request_id: str) -> None:
-        await self._redis.delete(self._k("up", request_id))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -145,8 +145,7 @@ class Worker:
     async def execute(self, kind: str, payload: dict[str, Any]) -> None:
         """Run one delivered job and answer it, unless it was answered already."""
         request_id = str(payload["request_id"])
-        deliveries = await self.store.start(request_id)
-        existing = await self.store.answer(request_id)
+        deliveries, existing = await self.store.start(request_id)
         if existing is not None:
             # answered before its worker died: make sure the record says so too (idempotent)
             logger.info("job %s was already answered; dropping this delivery", request_id)
@@ -184,14 +183,12 @@ class Worker:
         timings["total"] = round(time.perf_counter() - t0, 4)
         timings["deliveries"] = deliveries
         answer = replace(answer, timings=timings)
-        if not await self.store.finish(answer):
+        if not await self.store.finish(answer, drop_upload=self.settings.fetch.upload_retention_s <= 0):
             logger.info("job %s was answered by another delivery meanwhile", request_id)
         # after the answer, so the user does not wait on bookkeeping; before the ack, so a kill
         # here means another delivery (which finds the answer and records nothing twice)
         await recording
         await self._record_finish(kind, answer, ctx)
-        if self.settings.fetch.upload_retention_s <= 0:
-            await self.store.drop_upload(request_id)
 
     async def _with_retries(self, handler: Handler, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         q = self.settings.queue
@@ -421,13 +418,8 @@ class JobClient:
 
     async def _submit(self, kind: str, request_id: str, payload: dict[str, Any], *, upload: bytes | None = None) -> JobHandle:
         try:
-            fresh = await self._store.register(request_id, kind)
-            if not fresh:
+            if not await self._store.submit(request_id, kind, upload=upload):
                 return JobHandle(self._store, request_id, duplicate=True)
-            if upload is not None:
-                await self._store.put_upload(request_id, upload)
-            position = await self._store.position(request_id)
-            await self._store.publish(Progress(request_id, "queued", "waiting for a worker", position=position))
             task = self._tasks.mixwith if kind == "mixwith" else self._tasks.ingest
             await task.kiq(payload)
         except (OSError, ConnectionError) as exc:
