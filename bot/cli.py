@@ -311,6 +311,28 @@ def demo(tracks: int, seconds: float, as_json: bool) -> None:
     console.print(f"\ndone in {time.monotonic() - started:.1f} s. Try it on your music: mixwith catalog add ~/Music")
 
 
+# --- queue worker (issue 7) -------------------------------------------------
+
+
+@cli.command()
+@_user_errors
+def worker() -> None:
+    """Run a queue worker: takes /mixwith jobs from Redis (MIXWITH_BROKER=redis://...).
+
+    Start as many as you like, on any machine that reaches Redis and the
+    database; a job whose worker dies is taken over by another. Stops on
+    Ctrl-C or SIGTERM.
+    """
+    from workers.broker import run_worker
+
+    settings = _load_settings()
+    if not settings.queue.is_redis:
+        raise MixwithError("mixwith worker needs MIXWITH_BROKER=redis://host:6379/0; the default in-process queue runs inside the bot")
+    asyncio.run(run_worker(settings))
+
+# --- end queue worker -------------------------------------------------------
+
+
 @cli.group("db")
 def db_group() -> None:
     """Database maintenance."""
