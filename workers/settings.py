@@ -215,6 +215,64 @@ def _queue_settings(env: Mapping[str, str]) -> QueueSettings:
 # --- end workers (issue 7) ---------------------------------------------------------------------
 
 
+# --- sounds-like embedder and index (issue 5) ------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """The sounds-like CNN and its Annoy index.
+
+    Attributes
+    ----------
+    weights : str
+        Path of the embedder weights; empty means the bundled default weights.
+    device : str
+        ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+    threads : int
+        Torch CPU threads; 0 means every core this process may use.
+    batch_size : int
+        3 s windows per forward pass.
+    max_seconds : float
+        Only the first this-many seconds of a track are embedded.
+    index_trees : int
+        Annoy trees per index build.
+    index_exact_below : int
+        Catalogs smaller than this are searched exactly (numpy), not with Annoy.
+    index_search_k : int
+        Annoy nodes inspected per query (-1: Annoy's default, trees × k).
+    candidates : int
+        Sounds-like neighbours fetched per recommendation.
+    """
+
+    weights: str = ""
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 64
+    max_seconds: float = 240.0
+    index_trees: int = 50
+    index_exact_below: int = 2000
+    index_search_k: int = 10000
+    candidates: int = 200
+
+
+def _embed_from_env(env: Mapping[str, str]) -> EmbedSettings:
+    d = EmbedSettings
+    device = _get(env, "MIXWITH_EMBED_DEVICE", d.device).lower()
+    if device not in ("auto", "cuda", "cpu"):
+        raise SettingsError(f"MIXWITH_EMBED_DEVICE must be auto, cuda or cpu, got {device!r}")
+    return EmbedSettings(
+        weights=_get(env, "MIXWITH_EMBED_WEIGHTS", d.weights),
+        device=device,
+        threads=max(0, _int(env, "MIXWITH_EMBED_THREADS", d.threads)),
+        batch_size=max(1, _int(env, "MIXWITH_EMBED_BATCH", d.batch_size)),
+        max_seconds=_float(env, "MIXWITH_EMBED_MAX_SECONDS", d.max_seconds),
+        index_trees=max(1, _int(env, "MIXWITH_INDEX_TREES", d.index_trees)),
+        index_exact_below=max(0, _int(env, "MIXWITH_INDEX_EXACT_BELOW", d.index_exact_below)),
+        index_search_k=_int(env, "MIXWITH_INDEX_SEARCH_K", d.index_search_k),
+        candidates=max(1, _int(env, "MIXWITH_SOUNDS_LIKE_CANDIDATES", d.candidates)),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of mixwith's settings.
@@ -234,6 +292,7 @@ class Settings:
     rank: RankSettings = field(default_factory=RankSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
 
     @property
     def pg_dir(self) -> Path:
@@ -242,6 +301,11 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        """Sounds-like indexes, one sub-directory per embedder version."""
+        return self.home / "index"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -281,4 +345,5 @@ class Settings:
             rank=rank,
             fetch=_fetch_settings(env),
             queue=_queue_settings(env),
+            embed=_embed_from_env(env),
         )
