@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,8 @@ from engine.camelot import parse_key
 from engine.rank import TrackFeatures, Weights, score_candidates
 from engine.spectrum import stft_magnitude
 from engine.synth import TrackSpec, demo_specs, render
-from workers.errors import InputError
+from engine.errors import DecodeError
+from workers.errors import FetchError, InputError
 from workers.messages import Candidate, MixRequest, MixResult, Progress
 from workers.settings import BotSettings
 
@@ -109,10 +112,25 @@ def make_run(tracks: list[CatalogTrack]) -> Callable[[MixRequest, Callable[[Prog
     """A blocking job function over ``tracks`` with the real engine."""
 
     def run(req: MixRequest, report: Callable[[Progress], None]) -> MixResult:
+        try:
+            return _run(req, report)
+        except DecodeError as exc:  # as the workers do: engine input errors become user errors
+            raise InputError(f"I could not read that audio: {exc}.") from exc
+
+    def _run(req: MixRequest, report: Callable[[Progress], None]) -> MixResult:
         report(Progress(req.request_id, "fetching", "reading your clip"))
-        if req.upload_path is None:
-            raise InputError("This test catalog only takes uploads.")
-        y = load(req.upload_path, sr=SR, max_seconds=60.0)
+        if req.upload_path is not None:
+            y = load(req.upload_path, sr=SR, max_seconds=60.0)
+        else:
+            # Direct links to a local fake host stand in for workers/sources here.
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / Path(urllib.parse.urlparse(req.input_ref).path).name
+                try:
+                    with urllib.request.urlopen(req.input_ref, timeout=10) as r:
+                        path.write_bytes(r.read())
+                except OSError as exc:
+                    raise FetchError("That link could not be fetched.") from exc
+                y = load(path, sr=SR, max_seconds=60.0)
         report(Progress(req.request_id, "identifying"))
         env = _envelope(y)
         sims = [float(env @ t.envelope) for t in tracks]
