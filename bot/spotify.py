@@ -163,7 +163,8 @@ class SpotifyPlaylists:
         except spotipy.SpotifyException as exc:
             logger.warning("spotify: HTTP %s %s", exc.http_status, exc.msg)
             if exc.http_status == 429:
-                raise SpotifyUnavailable("Spotify is rate limiting the bot right now.") from exc
+                # spotipy also reports exhausted 5xx retries as 429 "Max Retries".
+                raise SpotifyUnavailable("Spotify is busy or limiting the bot right now.") from exc
             if exc.http_status in (401, 403):
                 raise SpotifyUnavailable("Spotify refused the bot's account (check its login and Premium).") from exc
             raise SpotifyUnavailable(f"Spotify answered with an error ({exc.http_status}).") from exc
