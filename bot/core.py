@@ -14,6 +14,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -148,10 +149,13 @@ def compatibility(c: Candidate) -> Compat:
     return "ok"
 
 
-def _summary(query: dict[str, Any]) -> QuerySummary:
+def _summary(query: dict[str, Any], *, input_name: str = "") -> QuerySummary:
     ident = query.get("identified")
     if isinstance(ident, dict):
         title, artist = str(ident.get("title") or ""), str(ident.get("artist") or "")
+    elif input_name:
+        # An unidentified upload's "title" is its spool file name; the user knows it by theirs.
+        title, artist = input_name, ""
     else:
         title, artist = str(query.get("title") or ""), str(query.get("artist") or "")
     bpm = query.get("bpm")
@@ -167,7 +171,9 @@ def _summary(query: dict[str, Any]) -> QuerySummary:
     )
 
 
-def build_reply(result: MixResult, *, playlist_url: str | None = None, notes: tuple[str, ...] = ()) -> Reply:
+def build_reply(
+    result: MixResult, *, playlist_url: str | None = None, notes: tuple[str, ...] = (), input_name: str = ""
+) -> Reply:
     """Turn a worker's result into what the platforms render."""
     tracks = tuple(
         TrackLine(
@@ -186,7 +192,7 @@ def build_reply(result: MixResult, *, playlist_url: str | None = None, notes: tu
     )
     return Reply(
         request_id=result.request_id,
-        query=_summary(result.query),
+        query=_summary(result.query, input_name=input_name),
         tracks=tracks,
         playlist_url=playlist_url,
         notes=tuple(result.notes) + notes,
@@ -225,13 +231,15 @@ def make_options(
     return MixOptions(count=count, bpm_min=bpm_min, bpm_max=bpm_max, key_lock=key_lock, energy=energy)  # type: ignore[arg-type]
 
 
+_SLACK_LINK = re.compile(r"<(https?://[^>|\s]+)(?:\|[^>]*)?>", re.IGNORECASE)
 _BPM_RANGE = re.compile(r"^(?:bpm=)?(\d{2,3}(?:\.\d+)?)\s*[-–]\s*(\d{2,3}(?:\.\d+)?)$", re.IGNORECASE)
 
 
 def parse_text_options(text: str) -> tuple[str | None, MixOptions]:
     """Link and options from a text command: ``<link> count=8 bpm=120-128 key_lock energy=up``."""
+    text = _SLACK_LINK.sub(r"\1", text or "")  # Slack sends <url|label>
     link = find_link(text)
-    rest = _URL.sub(" ", text or "").replace("<", " ").replace(">", " ")
+    rest = _URL.sub(" ", text)
     kw: dict[str, Any] = {}
     for word in rest.split():
         low = word.lower()
@@ -406,6 +414,62 @@ class ThreadRunner:
             self._slots.release()
 
 
+class PipelineRunner:
+    """A JobRunner that runs ``workers.pipeline`` in this process (no queue needed).
+
+    Uploads are analysed and ranked against the catalog with the real engine;
+    ``concurrency`` jobs run at once and the rest see their queue position.
+    Links need the workers' sources (the queue workers fetch them): until a
+    fetcher is given, a link gets a sentence asking for the audio instead.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: Any, *, concurrency: int = 1) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._slots = asyncio.Semaphore(concurrency)
+        self._waiting: list[str] = []
+
+    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
+        from workers import pipeline  # imported here: the bot starts without the engine stack loaded
+
+        rid = request.request_id
+        self._waiting.append(rid)
+        shown: int | None = None
+        try:
+            while True:
+                position = self._waiting.index(rid) + 1
+                if position != shown:
+                    shown = position
+                    yield Progress(rid, "queued", f"#{position} in the queue", position=position)
+                try:
+                    await asyncio.wait_for(self._slots.acquire(), timeout=1.0)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            self._waiting.remove(rid)
+        try:
+            if request.upload_path is None:
+                raise InputError("This bot cannot fetch links yet; attach the audio as a clip instead.")
+            events: asyncio.Queue[Progress] = asyncio.Queue()
+            job = asyncio.ensure_future(pipeline.recommend_file(
+                self._pool, Path(request.upload_path), settings=self._settings, options=request.options,
+                request_id=rid, on_stage=lambda stage, msg: events.put_nowait(Progress(rid, stage, msg)),
+            ))
+            while not job.done():
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            while not events.empty():
+                yield events.get_nowait()
+            yield job.result()
+        finally:
+            self._slots.release()
+
+
 # --- the service ---------------------------------------------------------------------------------
 
 
@@ -503,7 +567,7 @@ class MixService:
                 place=f"{chat.place}/{chat.channel}", user_id=chat.user_id, options=chat.options,
             )
             path = self._spool(req.request_id, chat)
-            return MixRequest(**{**req.__dict__, "upload_path": str(path)}), path
+            return dataclasses.replace(req, upload_path=str(path)), path
         if not chat.link:
             raise InputError("Give me a song link or attach an audio clip.")
         if not find_link(chat.link) or find_link(chat.link) != chat.link.strip():
@@ -563,23 +627,24 @@ class MixService:
         raise RuntimeError(f"job {req.request_id} ended without a result")
 
     async def _with_playlist(self, result: MixResult, chat: ChatRequest) -> Reply:
+        name = chat.clip_name if chat.clip is not None else ""
         if not result.results:
-            return build_reply(result)
+            return build_reply(result, input_name=name)
         if self.playlists is None:
-            return build_reply(result, notes=(self.playlist_missing,))
-        q = _summary(result.query)
+            return build_reply(result, input_name=name, notes=(self.playlist_missing,))
+        q = _summary(result.query, input_name=name)
         title = f"mixwith: {q.title}" if q.title else f"mixwith {result.request_id.split('-')[0]}"
         try:
             url = await asyncio.wait_for(self.playlists.create(result, title=title), self.playlist_timeout_s)
         except MixwithError as exc:
             logger.warning("no playlist for %s: %s", result.request_id, exc)
-            return build_reply(result, notes=(f"No Spotify playlist this time: {exc}",))
+            return build_reply(result, input_name=name, notes=(f"No Spotify playlist this time: {exc}",))
         except asyncio.TimeoutError:
-            return build_reply(result, notes=("No Spotify playlist this time: Spotify did not answer in time.",))
+            return build_reply(result, input_name=name, notes=("No Spotify playlist this time: Spotify did not answer in time.",))
         except Exception:
             logger.exception("playlist for %s failed", result.request_id)
-            return build_reply(result, notes=("No Spotify playlist this time: Spotify returned an error.",))
-        return build_reply(result, playlist_url=url)
+            return build_reply(result, input_name=name, notes=("No Spotify playlist this time: Spotify returned an error.",))
+        return build_reply(result, input_name=name, playlist_url=url)
 
     # --- database -------------------------------------------------------------------------------
 

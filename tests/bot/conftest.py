@@ -9,12 +9,11 @@ apart; the lead's pipeline (fingerprints, embeddings, ALS) replaces it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 import soundfile as sf
 
 from bot.core import MixService, ThreadRunner
-from db.pool import create_pool
+from db.queries import tracks as tracks_q
 from engine.analysis import Analysis, analyze
 from engine.audio import load
 from engine.camelot import parse_key
@@ -51,24 +50,6 @@ class CatalogTrack:
     envelope: np.ndarray  # mean log spectrum, for the stand-in lookup
 
 
-@pytest.fixture(scope="session")
-def pg_dsn() -> Iterator[str]:
-    import pgserver
-
-    # Outside pytest's 0700 tmp tree: as root, pgserver runs PostgreSQL as its own user.
-    pg_dir = Path(tempfile.mkdtemp(prefix="mixwith-bot-pg-"))
-    os.chmod(pg_dir, 0o755)
-    server = pgserver.get_server(pg_dir, cleanup_mode="delete")
-    yield server.get_uri()
-
-
-@pytest.fixture(scope="session")
-async def pool(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(dsn=pg_dsn, pg_dir=tmp_path_factory.mktemp("unused"), max_size=10)
-    yield p
-    await p.close()
-
-
 def _envelope(y: np.ndarray) -> np.ndarray:
     mag = stft_magnitude(y, sr=SR, n_fft=2048, hop_length=1024)
     env = np.log1p(mag.S.mean(axis=1))
@@ -76,23 +57,30 @@ def _envelope(y: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-async def catalog(pool: asyncpg.Pool, tmp_path_factory: pytest.TempPathFactory) -> list[CatalogTrack]:
-    """Six synthesized tracks of known style, tempo and key, analysed and stored."""
+def catalog_audio(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, TrackSpec, Analysis, np.ndarray]]:
+    """Six synthesized tracks of known style, tempo and key, rendered and analysed once per session."""
     root = tmp_path_factory.mktemp("catalog")
+    out = []
+    for i, spec in enumerate(demo_specs(count=len(TITLES), duration_s=20.0, seed=11)):
+        y = render(spec, sr=SR)
+        path = root / f"track{i}.wav"
+        sf.write(path, y, SR)
+        out.append((path, spec, analyze(y, sr=SR), _envelope(y)))
+    return out
+
+
+@pytest.fixture
+async def catalog(pool: asyncpg.Pool, catalog_audio: list) -> list[CatalogTrack]:
+    """The six tracks stored in the (per-test, emptied) database as the catalog ingest stores them."""
     tracks = []
     async with pool.acquire() as conn:
-        for i, spec in enumerate(demo_specs(count=len(TITLES), duration_s=20.0, seed=11)):
-            y = render(spec, sr=SR)
-            path = root / f"track{i}.wav"
-            sf.write(path, y, SR)
-            a = analyze(y, sr=SR)
+        for i, (path, spec, a, env) in enumerate(catalog_audio):
             title, artist = TITLES[i], f"Synth Artist {i}"
-            # Test data set-up; the lead's catalog helpers take this over once on main.
-            tid = await conn.fetchval(
-                "INSERT INTO tracks (title, artist, path, isrc) VALUES ($1, $2, $3, $4) RETURNING id",
-                title, artist, str(path), f"QZTST26{i:05d}",
+            tid, _ = await tracks_q.add_analyzed_track(
+                conn, content_hash=f"synth-{i}", title=title, artist=artist, album="", genre=spec.style,
+                path=str(path), source="library", analysis=a.to_dict(),
             )
-            tracks.append(CatalogTrack(tid, title, artist, path, spec, a, _envelope(y)))
+            tracks.append(CatalogTrack(tid, title, artist, path, spec, a, env))
     return tracks
 
 
@@ -166,9 +154,12 @@ def make_service(pool: asyncpg.Pool, catalog: list[CatalogTrack], tmp_path: Path
     """Build MixServices over the catalog with the real engine runner; closed after the test."""
     runners: list[ThreadRunner] = []
 
-    def build(*, settings: BotSettings | None = None, playlists: object = None, concurrency: int = 2) -> MixService:
-        runner = ThreadRunner(make_run(catalog), concurrency=concurrency)
-        runners.append(runner)
+    def build(
+        *, settings: BotSettings | None = None, playlists: object = None, concurrency: int = 2, runner: object = None
+    ) -> MixService:
+        if runner is None:
+            runner = ThreadRunner(make_run(catalog), concurrency=concurrency)
+            runners.append(runner)
         return MixService(
             runner=runner, settings=settings or BotSettings(progress_interval_s=0.0, user_per_minute=100),
             spool_dir=tmp_path / "spool", pool=pool, playlists=playlists,  # type: ignore[arg-type]
