@@ -329,6 +329,24 @@ def db_upgrade() -> None:
     click.echo("database schema is up to date")
 
 
+# --- bots (issue 8) -----------------------------------------------------------
+
+
+@cli.command()
+@click.argument("platform", type=click.Choice(["discord", "slack"]))
+@_user_errors
+def serve(platform: str) -> None:
+    """Run the chat bot for PLATFORM (settings and tokens from .env)."""
+    settings = _load_settings()
+    from bot import serve as serving
+
+    run = serving.run_discord if platform == "discord" else serving.run_slack
+    try:
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        pass
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="mixwith")
