@@ -450,6 +450,22 @@ def index_build(as_json: bool) -> None:
                       f"{report.embedded} embedded, {report.reused} reused -> {report.build_dir}")
         for tid, reason in report.failed:
             console.print(f"  track {tid}: {reason}")
+# --- bots (issue 8) -----------------------------------------------------------
+
+
+@cli.command()
+@click.argument("platform", type=click.Choice(["discord", "slack"]))
+@_user_errors
+def serve(platform: str) -> None:
+    """Run the chat bot for PLATFORM (settings and tokens from .env)."""
+    settings = _load_settings()
+    from bot import serve as serving
+
+    run = serving.run_discord if platform == "discord" else serving.run_slack
+    try:
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:
