@@ -56,7 +56,7 @@ class AudioSettings:
     sample_rate: int = 22050
     max_bytes: int = 200 * 1024 * 1024
     max_duration_s: float = 20 * 60.0
-    min_duration_s: float = 1.0
+    min_duration_s: float = 3.0
     decode_timeout_s: float = 120.0
     analysis_seconds: float = 240.0
     processes: int = 2

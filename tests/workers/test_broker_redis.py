@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 
-def _clip(seed: int, *, seconds: float = 1.5, sr: int = 22050) -> bytes:
+def _clip(seed: int, *, seconds: float = 4.0, sr: int = 22050) -> bytes:
     """A distinct short clip per job (a pulsed tone), so no two jobs share a cache entry."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
