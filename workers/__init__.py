@@ -1,0 +1,1 @@
+"""Jobs: fetching sources, running the engine, the task queue, model versions."""
