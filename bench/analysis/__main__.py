@@ -5,6 +5,12 @@ Prints one table comparing mixwith's engine with librosa's standard recipe
 numbers to ``bench/out/analysis.json``. Speed is audio seconds per CPU
 second of one core (BLAS/OpenMP threads pinned to 1), decoding excluded,
 after a warm-up call (librosa's numba JIT would otherwise dominate).
+
+essentia (AGPL) is never a project dependency; to include it as a peer,
+install it outside the project venv and put it on the path::
+
+    pip install --no-deps --target /work/.cache/bench-peers essentia six
+    PYTHONPATH=/work/.cache/bench-peers python -m bench.analysis
 """
 
 from __future__ import annotations

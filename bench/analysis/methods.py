@@ -47,9 +47,11 @@ def librosa_baseline(y: np.ndarray, sr: int) -> tuple[float, Key | None]:
 def essentia_peer() -> Method | None:
     """essentia RhythmExtractor2013 + KeyExtractor, or None when not importable (AGPL: peer only)."""
     try:
+        import essentia
         import essentia.standard as es
     except Exception:  # not installed, or built for another numpy
         return None
+    essentia.log.infoActive = False
     from scipy.signal import resample_poly
 
     rhythm = es.RhythmExtractor2013(method="multifeature")
