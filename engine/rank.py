@@ -303,13 +303,22 @@ def energy_flow(query_energy: np.ndarray | float, energy: np.ndarray | float, *,
     return np.clip(1.0 - np.abs(diff - target) / 4.0, 0.0, 1.0)
 
 
-_FEAT_RE = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]|\s+(feat\.?|ft\.?|featuring)\s.*$", re.IGNORECASE)
+# Bracketed parts that name the same recording (a remix is another track: kept)
+_SAME_SONG_RE = re.compile(
+    r"\s*[\(\[][^\)\]]*\b(original|radio|extended|edit|feat|ft|remaster(ed)?|album version|clean|explicit|mono|stereo)\b[^\)\]]*[\)\]]",
+    re.IGNORECASE,
+)
+_FEAT_RE = re.compile(r"\s+(feat\.?|ft\.?|featuring)\s.*$", re.IGNORECASE)
 
 
 def normalise_text(text: str) -> str:
-    """Lower case, accents and bracketed/feat. parts removed, punctuation to spaces."""
+    """Lower case; accents, "feat." tails and same-recording brackets ("Original Mix") removed.
+
+    Remix and version names in brackets stay: a remix is a different track.
+    """
     s = unicodedata.normalize("NFKD", text)
     s = "".join(ch for ch in s if not unicodedata.combining(ch))
+    s = _SAME_SONG_RE.sub("", s)
     s = _FEAT_RE.sub("", s).lower()
     s = re.sub(r"[^\w]+", " ", s)
     return " ".join(s.split())

@@ -1,0 +1,88 @@
+"""Importing mix histories into PostgreSQL and reading what CF trains on."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from db.queries import mixes as mixes_q
+from db.queries import tracks as tracks_q
+from workers.mixes import import_files
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _analysis(bpm: float) -> dict:
+    return {
+        "duration": 300.0, "version": "test", "bpm": bpm, "bpm_alternates": [], "bpm_confidence": 1.0,
+        "key": "A minor", "camelot": "8A", "open_key": "1m", "key_confidence": 1.0, "key_changes": False,
+        "energy": 5, "loudness_lufs": -9.0,
+    }
+
+
+async def _add(conn, title: str, artist: str, bpm: float = 124.0) -> int:
+    tid, _ = await tracks_q.add_analyzed_track(
+        conn, content_hash=uuid.uuid4().hex, title=title, artist=artist, album="", genre="",
+        path=f"/music/{title}.wav", source="library", analysis=_analysis(bpm),
+    )
+    return tid
+
+
+async def test_import_examples_matches_and_creates_stubs(pool):
+    """All four example formats import; known tracks match, the rest become stubs; problems are counted."""
+    async with pool.acquire() as conn:
+        rain = await _add(conn, "Rain", "Kerri Chandler")
+        await _add(conn, "Shades Of Jae", "MOODYMANN")
+        await _add(conn, "The Belsl", "Jeff Mills")  # a typo fuzzy matching forgives
+    files = sorted(EXAMPLES.iterdir())
+    report = await import_files(pool, files)
+    assert report.files == 4 and report.mixes == 4 and report.relations == 2
+    assert report.entries == 4 + 3 + 4 + 3
+    assert report.matched_by_name >= 3 and report.matched_fuzzy == 2  # The Bells, in the CSV and in rekordbox
+    assert len(report.errors) == 5  # 2 CSV rows, 1 sample row, 1 M3U duration, 1 rekordbox key
+    async with pool.acquire() as conn:
+        stats = await mixes_q.stats(conn)
+        seqs = await mixes_q.mix_sequences(conn)
+        stub = await conn.fetchrow("SELECT content_hash, source FROM tracks WHERE title = 'Minus'")
+    assert stats.mixes == 4 and stats.relations == 2 and stats.stubs == report.stubs_created
+    assert stub["content_hash"] is None and stub["source"] == "mix-history"
+    assert any(s[0] == rain for s in seqs)  # warm-up and the M3U set both open with Rain
+
+
+async def test_reimport_replaces_instead_of_doubling(pool):
+    """Importing the same file twice keeps one copy of each mix and reuses the stubs."""
+    first = await import_files(pool, [EXAMPLES / "mixes.csv"])
+    second = await import_files(pool, [EXAMPLES / "mixes.csv"])
+    async with pool.acquire() as conn:
+        stats = await mixes_q.stats(conn)
+    assert first.stubs_created == 7 and second.stubs_created == 0
+    assert stats.mixes == 2 and stats.entries == 7
+
+
+async def test_bad_file_is_reported_not_fatal(pool, tmp_path):
+    """A file we cannot read is one error line; the other files still import."""
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    report = await import_files(pool, [bad, EXAMPLES / "set.m3u8"])
+    assert report.mixes == 1 and any("unsupported" in e for e in report.errors)
+
+
+async def test_coplay_counts_and_feedback_pairs(pool):
+    """Co-play counts mixes with both tracks; feedback pairs sum reactions per (query, track)."""
+    await import_files(pool, [EXAMPLES / "mixes.csv", EXAMPLES / "set.m3u8"])
+    async with pool.acquire() as conn:
+        ids = {r["title"]: r["id"] for r in await conn.fetch("SELECT id, title FROM tracks")}
+        counts = await mixes_q.coplay_counts(conn, ids["Rain"], [ids["Can You Feel It"], ids["Minus"]])
+        req = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO requests (id, platform, input_kind, input_ref, identified_track_id) VALUES ($1, 'cli', 'file', 'x', $2)",
+            req, ids["Rain"],
+        )
+        for user, value in (("u1", 1), ("u2", 1), ("u3", -1)):
+            await conn.execute(
+                "INSERT INTO feedback (request_id, track_id, user_id, platform, reaction, value) VALUES ($1, $2, $3, 'cli', 'x', $4)",
+                req, ids["Minus"], user, value,
+            )
+        pairs = await mixes_q.feedback_pairs(conn)
+    assert counts == {ids["Can You Feel It"]: 2}
+    assert pairs == [(ids["Rain"], ids["Minus"], 1)]
