@@ -86,3 +86,31 @@ async def test_coplay_counts_and_feedback_pairs(pool):
         pairs = await mixes_q.feedback_pairs(conn)
     assert counts == {ids["Can You Feel It"]: 2}
     assert pairs == [(ids["Rain"], ids["Minus"], 1)]
+
+
+async def test_train_als_from_history_registers_a_model(pool, tmp_path):
+    """Training on imported mixes saves a versioned model, activates it and serves neighbours."""
+    from engine import als
+    from workers.mixes import coplay_signals, load_active_model, train_from_history
+
+    await import_files(pool, sorted(EXAMPLES.iterdir()))
+    report = await train_from_history(pool, models_dir=tmp_path, params=als.AlsParams(factors=4, iterations=3))
+    assert Path(report.path).is_file() and report.view == "item" and report.relations == 2
+    async with pool.acquire() as conn:
+        model = await load_active_model(conn)
+        rain = await conn.fetchval("SELECT id FROM tracks WHERE title = 'Rain'")
+        coplay, counts = await coplay_signals(conn, model, rain, n=5)
+    assert model is not None and model.version == report.version
+    assert len(coplay) == 5 and max(coplay.values()) == 1.0
+    assert sum(counts.values()) >= 1  # Rain shares mixes with some of its neighbours
+
+
+async def test_train_without_history_is_a_user_error(pool, tmp_path):
+    """No mixes yet: a one-sentence error, not a crash."""
+    import pytest
+
+    from workers.errors import InputError
+    from workers.mixes import train_from_history
+
+    with pytest.raises(InputError, match="no mix history"):
+        await train_from_history(pool, models_dir=tmp_path)

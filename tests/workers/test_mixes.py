@@ -137,3 +137,47 @@ def test_remix_is_not_the_original():
     m = CatalogMatcher(CATALOG, fuzzy_cutoff=95)
     assert m.match(TrackRef("Theo Parrish", "Falling Up (Carl Craig Remix)")) is None
     assert m.match(TrackRef("Theo Parrish", "Falling Up (Original Mix)")) == (4, "exact")
+
+
+def _cand(tid: int, camelot: str, bpm: float, energy: int, path: str | None = None):
+    from workers.messages import Candidate
+
+    return Candidate(rank=tid, track_id=tid, title=f"T{tid}", artist=f"A{tid}", path=path, bpm=bpm, key="",
+                     camelot=camelot, energy=energy, score=0.5)
+
+
+def test_order_candidates_walks_the_wheel():
+    """Ordered after an 8A query, 9A → 10A → 11A play in wheel order, ranks renumbered."""
+    from engine.camelot import parse_key
+    from engine.rank import TrackFeatures, Weights
+    from workers.mixes import order_candidates
+
+    query = TrackFeatures(-1, 124.0, parse_key("8A"), 5)
+    cands = [_cand(3, "11A", 124.0, 5), _cand(1, "9A", 124.0, 5), _cand(2, "10A", 124.0, 5)]
+    out = order_candidates(query, cands, weights=Weights(camelot_rules=("same", "+1", "-1")))
+    assert [c.track_id for c in out] == [1, 2, 3] and [c.rank for c in out] == [1, 2, 3]
+
+
+def test_order_candidates_energy_arc():
+    """A build arc plays rising energies when transitions tie."""
+    from engine.camelot import parse_key
+    from engine.rank import TrackFeatures, Weights
+    from workers.mixes import order_candidates
+
+    query = TrackFeatures(-1, 124.0, parse_key("8A"), 3)
+    cands = [_cand(1, "8A", 124.0, 9), _cand(2, "8A", 124.0, 4), _cand(3, "8A", 124.0, 6)]
+    out = order_candidates(query, cands, weights=Weights(energy=0.0), arc="build")
+    assert [c.energy for c in out] == [4, 6, 9]
+
+
+def test_export_playlist_by_extension(tmp_path):
+    """A set exports as M3U8 or rekordbox XML; other extensions are refused."""
+    from workers.mixes import export_playlist
+
+    cands = [_cand(1, "8A", 124.0, 5, "/music/a.mp3"), _cand(2, "9A", 125.0, 6, "/music/b c.mp3")]
+    m3u = export_playlist(cands, tmp_path / "set.m3u8").read_text()
+    assert m3u.splitlines()[-1] == "/music/b c.mp3"
+    xml = export_playlist(cands, tmp_path / "set.xml").read_text()
+    assert "file://localhost/music/b%20c.mp3" in xml and 'Tonality="9A"' in xml
+    with pytest.raises(InputError):
+        export_playlist(cands, tmp_path / "set.pls")
