@@ -305,18 +305,20 @@ def mixes() -> None:
 
 @mixes.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--fuzzy-cutoff", default=90.0, show_default=True, type=click.FloatRange(0, 100),
-              help="Smallest artist/title similarity (0-100) accepted as the same track.")
+@click.option("--fuzzy-cutoff", type=click.FloatRange(0, 100),
+              help="Smallest artist/title similarity (0-100) accepted as the same track [MIXWITH_FUZZY_CUTOFF, 90].")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @_user_errors
-def mixes_import(files: tuple[Path, ...], fuzzy_cutoff: float, as_json: bool) -> None:
+def mixes_import(files: tuple[Path, ...], fuzzy_cutoff: float | None, as_json: bool) -> None:
     """Import tracklist CSVs, M3U/M3U8 playlists, rekordbox XML and sample-relation CSVs."""
     settings = _load_settings()
+    fuzzy_cutoff = settings.mixes.fuzzy_cutoff if fuzzy_cutoff is None else fuzzy_cutoff
 
     async def run(pool: Any) -> Any:
         from workers.mixes import import_files
 
-        return await import_files(pool, files, fuzzy_cutoff=fuzzy_cutoff)
+        return await import_files(pool, files, fuzzy_cutoff=fuzzy_cutoff,
+                                  max_bytes=settings.mixes.max_import_bytes)
 
     report = asyncio.run(_with_pool(settings, run))
     if as_json:
@@ -346,17 +348,19 @@ def train() -> None:
 def train_als(view: str, factors: int | None, iterations: int | None, as_json: bool) -> None:
     """Train implicit ALS on the mix history and make it the active model."""
     settings = _load_settings()
-    from engine.als import AlsParams
+    from engine.als import AlsParams, CooccurrenceParams
 
-    base = AlsParams()
-    params = AlsParams(factors=factors or base.factors, iterations=iterations or base.iterations,
-                       regularization=base.regularization, alpha=base.alpha)
+    m = settings.mixes
+    params = AlsParams(factors=factors or m.als_factors, iterations=iterations or m.als_iterations,
+                       regularization=m.als_regularization, alpha=m.als_alpha)
+    cooc = CooccurrenceParams(window=m.cooc_window, decay=m.cooc_decay, bpm_boost=m.cooc_bpm_boost)
 
     async def run(pool: Any) -> Any:
         from workers.mixes import train_from_history
 
         return await train_from_history(pool, models_dir=settings.models_dir, view=view,  # type: ignore[arg-type]
-                                        params=params, threads=settings.audio.processes)
+                                        params=params, cooccurrence=cooc, relation_weight=m.relation_weight,
+                                        feedback_weight=m.feedback_weight, threads=settings.audio.processes)
 
     report = asyncio.run(_with_pool(settings, run))
     if as_json:
