@@ -68,7 +68,7 @@ class CooccurrenceParams:
 
 @dataclass(frozen=True)
 class AlsParams:
-    """Hyper-parameters of implicit ALS (defaults fit 10M interactions in ~1 min on 2 cores)."""
+    """Hyper-parameters of implicit ALS (small factors: implicit's CPU solver costs per interaction)."""
 
     factors: int = 32
     regularization: float = 0.05
