@@ -34,6 +34,7 @@ from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
+import asyncpg
 import numpy as np
 from rapidfuzz import fuzz, process
 
@@ -514,7 +515,7 @@ class ImportReport:
         return d
 
 
-async def import_files(pool, paths: Sequence[Path], *, source: str | None = None, fuzzy_cutoff: float = 90.0,
+async def import_files(pool: asyncpg.Pool, paths: Sequence[Path], *, source: str | None = None, fuzzy_cutoff: float = 90.0,
                        max_bytes: int = MAX_FILE_BYTES) -> ImportReport:
     """Parse, match and store mix histories; bad rows and bad files are reported, not fatal.
 
@@ -607,7 +608,7 @@ class TrainReport:
 
 
 async def train_from_history(
-    pool,
+    pool: asyncpg.Pool,
     *,
     models_dir: Path,
     view: Literal["item", "mix"] = "item",
@@ -669,7 +670,7 @@ async def train_from_history(
                        len(feedback) if view == "item" else 0, model.metrics["seconds"], model.metrics["device"])
 
 
-async def load_active_model(conn) -> als.AlsModel | None:
+async def load_active_model(conn: asyncpg.Connection) -> als.AlsModel | None:
     """The active ALS model, or None when none was trained (or its file is gone)."""
     mv = await models_q.active(conn, "als")
     if mv is None:
@@ -682,7 +683,7 @@ async def load_active_model(conn) -> als.AlsModel | None:
 
 
 async def coplay_signals(
-    conn, model: als.AlsModel | None, track_id: int, *, n: int = 200
+    conn: asyncpg.Connection, model: als.AlsModel | None, track_id: int, *, n: int = 200
 ) -> tuple[dict[int, float], dict[int, int]]:
     """CF candidates for a catalog track: ALS affinity in [0, 1] and co-play counts.
 
