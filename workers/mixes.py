@@ -40,17 +40,33 @@ from rapidfuzz import fuzz, process
 
 from db.queries import mixes as mixes_q
 from db.queries import models as models_q
+from db.queries import tracks as tracks_q
 from db.queries.mixes import CatalogEntry
 from engine import als
 from engine.camelot import parse_key
 from engine.errors import EngineError, ParameterError
 from engine.playlist import PlaylistTrack, to_m3u, to_rekordbox_xml
-from engine.rank import TrackFeatures, Weights, normalise_text, transition_matrix
+from engine.rank import (
+    SOURCE_CF,
+    SOURCE_HARMONIC,
+    SOURCE_SOUND,
+    Diversity,
+    Filters,
+    Knobs,
+    Scored,
+    TrackFeatures,
+    Weights,
+    merge_sources,
+    normalise_text,
+    rank_candidates,
+    transition_matrix,
+)
 from engine.setorder import order_set
 from workers.errors import InputError
 
 if TYPE_CHECKING:
-    from workers.messages import Candidate
+    from workers.messages import Candidate, MixOptions
+    from workers.settings import MixSettings
 
 logger = logging.getLogger(__name__)
 
@@ -752,3 +768,69 @@ def export_playlist(candidates: Sequence["Candidate"], path: Path, *, name: str 
         raise InputError(f"cannot export to {suffix or 'a file without extension'}: use .m3u8 or .xml (rekordbox)")
     Path(path).write_text(text, encoding="utf-8")
     return Path(path)
+
+
+# --- hybrid ranking over catalog rows (for workers.pipeline) ----------------------------------
+
+
+async def rank_rows(
+    conn: asyncpg.Connection,
+    query: TrackFeatures,
+    rows: Sequence[tracks_q.TrackRow],
+    *,
+    weights: Weights,
+    options: MixOptions,
+    mix_settings: MixSettings,
+    model: als.AlsModel | None = None,
+    sound: dict[int, float] | None = None,
+    vectors: dict[int, np.ndarray] | None = None,
+    cf_candidates: int = 200,
+) -> list[tuple[Scored, tracks_q.TrackRow]]:
+    """The hybrid ranker over catalog rows, with CF candidates and the user's options.
+
+    Candidates are the given rows (harmonic/tempo neighbours from the caller's
+    tempo window) ∪ the query's ALS neighbours that have an analysis ∪ the
+    tracks in ``sound`` (sounds-like neighbours) when the caller fetched them
+    into ``rows``. Filters come from ``options``, knobs and diversity from
+    ``mix_settings``. Returns every kept candidate, best first (diversified
+    for the first ``options.count``), paired with its row.
+    """
+    by_id = {r.id: r for r in rows}
+    coplay: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    if query.track_id >= 0:
+        coplay, counts = await coplay_signals(conn, model, query.track_id, n=cf_candidates)
+        missing = [t for t in coplay if t not in by_id]
+        if missing:
+            by_id.update(await tracks_q.get_tracks(conn, missing))
+    usable = [r for r in by_id.values() if r.bpm is not None and r.energy is not None]
+    feats = [TrackFeatures(r.id, float(r.bpm or 0.0), _row_key(r.camelot), int(r.energy or 5), r.artist, r.title)
+             for r in usable]
+    sources = merge_sources(**{
+        SOURCE_HARMONIC: [r.id for r in rows],
+        SOURCE_CF: list(coplay),
+        SOURCE_SOUND: list(sound or {}),
+    })
+    common = dict(
+        weights=weights,
+        knobs=Knobs(flow=mix_settings.flow, sweetness=mix_settings.sweetness, smoothness=mix_settings.smoothness),
+        filters=Filters(bpm_min=options.bpm_min, bpm_max=options.bpm_max, key_lock=options.key_lock,
+                        exclude_same_artist=options.exclude_same_artist, energy=options.energy),
+        sound=sound, coplay=coplay, coplay_counts=counts, sources=sources,
+    )
+    scored = rank_candidates(query, feats, diversity=None, **common)
+    # diversity only where it shows (the reply's head), so its cost stays bounded
+    head = rank_candidates(query, feats, vectors=vectors, diversity=Diversity(max_per_artist=mix_settings.max_per_artist),
+                           limit=options.count, **common)
+    head_ids = {s.track_id for s in head}
+    ordered = head + [s for s in scored if s.track_id not in head_ids]
+    return [(s, by_id[s.track_id]) for s in ordered]
+
+
+def _row_key(camelot: str | None):
+    if not camelot:
+        return None
+    try:
+        return parse_key(camelot)
+    except EngineError:
+        return None

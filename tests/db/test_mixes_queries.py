@@ -114,3 +114,31 @@ async def test_train_without_history_is_a_user_error(pool, tmp_path):
 
     with pytest.raises(InputError, match="no mix history"):
         await train_from_history(pool, models_dir=tmp_path)
+
+
+async def test_rank_rows_adds_cf_candidates_and_reasons(pool, tmp_path):
+    """ALS neighbours outside the given rows join the candidates, with co-play reasons and sources."""
+    from engine import als
+    from engine.camelot import parse_key
+    from engine.rank import TrackFeatures, Weights
+    from workers.messages import MixOptions
+    from workers.mixes import load_active_model, rank_rows, train_from_history
+    from workers.settings import MixSettings
+
+    async with pool.acquire() as conn:
+        q = await _add(conn, "Rain", "Kerri Chandler")
+        partner = await _add(conn, "Can You Feel It", "Larry Heard", bpm=123.0)
+        other = await _add(conn, "Elsewhere", "Nobody", bpm=124.0)
+    await import_files(pool, [EXAMPLES / "mixes.csv", EXAMPLES / "set.m3u8"])
+    await train_from_history(pool, models_dir=tmp_path, params=als.AlsParams(factors=4, iterations=3))
+    async with pool.acquire() as conn:
+        model = await load_active_model(conn)
+        rows = [r for r in await tracks_q.list_tracks(conn, analysed_only=True) if r.id == other]
+        out = await rank_rows(
+            conn, TrackFeatures(q, 124.0, parse_key("8A"), 5, "Kerri Chandler"), rows,
+            weights=Weights(), options=MixOptions(count=5), mix_settings=MixSettings(), model=model,
+        )
+    by_id = {s.track_id: s for s, _ in out}
+    assert set(by_id) == {partner, other}  # stubs have no analysis and are left out
+    assert "co-play" in by_id[partner].sources and "played together in 2 mixes" in by_id[partner].reasons
+    assert by_id[other].sources == ("harmonic",)
