@@ -9,7 +9,7 @@ played together by DJs). Each result keeps its parts, the reasons a DJ reads
 candidate sources that proposed it.
 
 The hybrid ranker (:func:`rank_candidates`) scores in numpy (1k candidates
-in about a millisecond), filters (BPM range, key lock, same artist), then
+in a few milliseconds of CPU), filters (BPM range, key lock, same artist), then
 walks the ordered list keeping it diverse (no run of near-duplicates).
 ``score_candidates`` is the earlier, filter-free interface, kept as a thin
 wrapper.
