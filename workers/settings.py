@@ -381,6 +381,48 @@ def _bots_from_env(env: Mapping[str, str]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class MixSettings:
+    """Mix-history import, collaborative filtering and ranking knobs (issue 6; see engine.als, engine.rank)."""
+
+    fuzzy_cutoff: float = 90.0
+    max_import_bytes: int = 50 * 1024 * 1024
+    als_factors: int = 32
+    als_iterations: int = 10
+    als_regularization: float = 0.05
+    als_alpha: float = 2.0
+    cooc_window: int = 3
+    cooc_decay: float = 0.5
+    cooc_bpm_boost: float = 0.5
+    relation_weight: float = 2.0
+    feedback_weight: float = 1.0
+    flow: float = 1.0
+    sweetness: float = 1.0
+    smoothness: float = 1.0
+    max_per_artist: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "MixSettings":
+        d = cls()
+        return cls(
+            fuzzy_cutoff=_float(env, "MIXWITH_FUZZY_CUTOFF", d.fuzzy_cutoff),
+            max_import_bytes=_int(env, "MIXWITH_MAX_IMPORT_BYTES", d.max_import_bytes),
+            als_factors=_int(env, "MIXWITH_ALS_FACTORS", d.als_factors),
+            als_iterations=_int(env, "MIXWITH_ALS_ITERATIONS", d.als_iterations),
+            als_regularization=_float(env, "MIXWITH_ALS_REGULARIZATION", d.als_regularization),
+            als_alpha=_float(env, "MIXWITH_ALS_ALPHA", d.als_alpha),
+            cooc_window=_int(env, "MIXWITH_COOC_WINDOW", d.cooc_window),
+            cooc_decay=_float(env, "MIXWITH_COOC_DECAY", d.cooc_decay),
+            cooc_bpm_boost=_float(env, "MIXWITH_COOC_BPM_BOOST", d.cooc_bpm_boost),
+            relation_weight=_float(env, "MIXWITH_RELATION_WEIGHT", d.relation_weight),
+            feedback_weight=_float(env, "MIXWITH_FEEDBACK_WEIGHT", d.feedback_weight),
+            flow=_float(env, "MIXWITH_FLOW", d.flow),
+            sweetness=_float(env, "MIXWITH_SWEETNESS", d.sweetness),
+            smoothness=_float(env, "MIXWITH_SMOOTHNESS", d.smoothness),
+            max_per_artist=_int(env, "MIXWITH_MAX_PER_ARTIST", d.max_per_artist),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of mixwith's settings.
 
@@ -397,6 +439,7 @@ class Settings:
     log_level: str = "INFO"
     audio: AudioSettings = field(default_factory=AudioSettings)
     rank: RankSettings = field(default_factory=RankSettings)
+    mixes: MixSettings = field(default_factory=MixSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     embed: EmbedSettings = field(default_factory=EmbedSettings)
@@ -458,6 +501,7 @@ class Settings:
             log_level=_get(env, "MIXWITH_LOG_LEVEL", "INFO").upper(),
             audio=audio,
             rank=rank,
+            mixes=MixSettings.from_env(env),
             fetch=_fetch_settings(env),
             queue=_queue_settings(env),
             embed=_embed_from_env(env),
