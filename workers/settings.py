@@ -84,6 +84,29 @@ class RankSettings:
     camelot_rules: tuple[str, ...] = ("same", "+1", "-1", "relative", "diagonal", "+2")
 
 
+# --- identification (issue 4) ---------------------------------------------------
+@dataclass(frozen=True)
+class IdentifySettings:
+    """Clip identification against the catalog's fingerprint index.
+
+    Attributes
+    ----------
+    index_dir : Path or None
+        The fingerprint index directory; None puts it under the data home.
+    query_seconds : float
+        Only the first this-many seconds of a clip are fingerprinted.
+    accept_confidence : float
+        Calibrated confidence (0–1) needed to call a clip a catalog track.
+    max_segments : int
+        Small index segments merged beyond this many (incremental adds).
+    """
+
+    index_dir: Path | None = None
+    query_seconds: float = 30.0
+    accept_confidence: float = 0.8
+    max_segments: int = 8
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of mixwith's settings.
@@ -101,6 +124,12 @@ class Settings:
     log_level: str = "INFO"
     audio: AudioSettings = field(default_factory=AudioSettings)
     rank: RankSettings = field(default_factory=RankSettings)
+    identify: IdentifySettings = field(default_factory=IdentifySettings)
+
+    @property
+    def fingerprint_dir(self) -> Path:
+        """The fingerprint index directory (shared by every worker process)."""
+        return self.identify.index_dir or self.home / "fingerprints"
 
     @property
     def pg_dir(self) -> Path:
@@ -140,10 +169,22 @@ class Settings:
             pitch_range_pct=_float(env, "MIXWITH_PITCH_RANGE_PCT", RankSettings.pitch_range_pct),
             camelot_rules=rules,
         )
+        fp_dir = _get(env, "MIXWITH_FP_INDEX_DIR", "")
+        identify = IdentifySettings(
+            index_dir=Path(os.path.expanduser(fp_dir)) if fp_dir else None,
+            query_seconds=_float(env, "MIXWITH_IDENTIFY_QUERY_SECONDS", IdentifySettings.query_seconds),
+            accept_confidence=_float(env, "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE", IdentifySettings.accept_confidence),
+            max_segments=max(2, _int(env, "MIXWITH_FP_MAX_SEGMENTS", IdentifySettings.max_segments)),
+        )
+        if not 0.0 < identify.accept_confidence < 1.0:
+            raise SettingsError(
+                f"MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE must be between 0 and 1, got {identify.accept_confidence}"
+            )
         return cls(
             home=Path(os.path.expanduser(_get(env, "MIXWITH_HOME", str(default_home)))),
             database_url=env.get("DATABASE_URL") or None,
             log_level=_get(env, "MIXWITH_LOG_LEVEL", "INFO").upper(),
             audio=audio,
             rank=rank,
+            identify=identify,
         )
