@@ -420,6 +420,27 @@ class MixSettings:
             smoothness=_float(env, "MIXWITH_SMOOTHNESS", d.smoothness),
             max_per_artist=_int(env, "MIXWITH_MAX_PER_ARTIST", d.max_per_artist),
         )
+# --- identification (issue 4) ---------------------------------------------------
+@dataclass(frozen=True)
+class IdentifySettings:
+    """Clip identification against the catalog's fingerprint index.
+
+    Attributes
+    ----------
+    index_dir : Path or None
+        The fingerprint index directory; None puts it under the data home.
+    query_seconds : float
+        Only the first this-many seconds of a clip are fingerprinted.
+    accept_confidence : float
+        Calibrated confidence (0–1) needed to call a clip a catalog track.
+    max_segments : int
+        Small index segments merged beyond this many (incremental adds).
+    """
+
+    index_dir: Path | None = None
+    query_seconds: float = 30.0
+    accept_confidence: float = 0.8
+    max_segments: int = 8
 
 
 @dataclass(frozen=True)
@@ -448,6 +469,12 @@ class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     spotify: SpotifySettings = field(default_factory=SpotifySettings)
+    identify: IdentifySettings = field(default_factory=IdentifySettings)
+
+    @property
+    def fingerprint_dir(self) -> Path:
+        """The fingerprint index directory (shared by every worker process)."""
+        return self.identify.index_dir or self.home / "fingerprints"
 
     @property
     def pg_dir(self) -> Path:
@@ -495,6 +522,17 @@ class Settings:
             pitch_range_pct=_float(env, "MIXWITH_PITCH_RANGE_PCT", RankSettings.pitch_range_pct),
             camelot_rules=rules,
         )
+        fp_dir = _get(env, "MIXWITH_FP_INDEX_DIR", "")
+        identify = IdentifySettings(
+            index_dir=Path(os.path.expanduser(fp_dir)) if fp_dir else None,
+            query_seconds=_float(env, "MIXWITH_IDENTIFY_QUERY_SECONDS", IdentifySettings.query_seconds),
+            accept_confidence=_float(env, "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE", IdentifySettings.accept_confidence),
+            max_segments=max(2, _int(env, "MIXWITH_FP_MAX_SEGMENTS", IdentifySettings.max_segments)),
+        )
+        if not 0.0 < identify.accept_confidence < 1.0:
+            raise SettingsError(
+                f"MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE must be between 0 and 1, got {identify.accept_confidence}"
+            )
         return cls(
             home=Path(os.path.expanduser(_get(env, "MIXWITH_HOME", str(default_home)))),
             database_url=env.get("DATABASE_URL") or None,
@@ -506,4 +544,5 @@ class Settings:
             queue=_queue_settings(env),
             embed=_embed_from_env(env),
             **_bots_from_env(env),  # bots (issue 8)
+            identify=identify,
         )
