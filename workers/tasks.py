@@ -149,15 +149,13 @@ class Worker:
         if existing is not None:
             # answered before its worker died: make sure the record says so too (idempotent)
             logger.info("job %s was already answered; dropping this delivery", request_id)
-            await self._record_start(kind, payload)
-            await self._record_finish(kind, existing, JobContext(request_id=request_id, publish=self.store.publish))
+            await self._record(kind, payload, existing, JobContext(request_id=request_id, publish=self.store.publish),
+                               deliveries=deliveries)
             return
         timings: dict[str, float] = {}
         ctx = JobContext(request_id=request_id, publish=self.store.publish, timings=timings)
         t0 = time.perf_counter()
         q = self.settings.queue
-        # the database record runs beside the job: the job does not need it, the answer does not wait for it
-        recording = asyncio.create_task(self._record_start(kind, payload))
         try:
             if deliveries > MAX_DELIVERIES:
                 raise MixwithError("This request stopped its worker several times, so I gave up on it.")
@@ -186,9 +184,8 @@ class Worker:
         if not await self.store.finish(answer, drop_upload=self.settings.fetch.upload_retention_s <= 0):
             logger.info("job %s was answered by another delivery meanwhile", request_id)
         # after the answer, so the user does not wait on bookkeeping; before the ack, so a kill
-        # here means another delivery (which finds the answer and records nothing twice)
-        await recording
-        await self._record_finish(kind, answer, ctx)
+        # here means another delivery, which finds the answer and only writes this record
+        await self._record(kind, payload, answer, ctx, deliveries=deliveries)
 
     async def _with_retries(self, handler: Handler, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         q = self.settings.queue
@@ -204,27 +201,20 @@ class Worker:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _record_start(self, kind: str, payload: dict[str, Any]) -> None:
+    async def _record(self, kind: str, payload: dict[str, Any], answer: Answer, ctx: JobContext, *,
+                      deliveries: int) -> None:
+        """Write the request, its outcome and its recommendations in one transaction (idempotent)."""
         if kind != "mixwith":
             return
         r = MixRequest.from_dict(payload)
         try:
             async with self.pool.acquire() as conn:
-                await jobs_q.upsert_request(conn, request_id=r.request_id, platform=r.platform, place=r.place,
-                                            user_id=r.user_id, input_kind=r.input_kind, input_ref=r.input_ref[:2048],
-                                            options=r.options.to_dict())
-        except (asyncpg.PostgresError, OSError):
-            logger.exception("could not record the start of %s", r.request_id)
-
-    async def _record_finish(self, kind: str, answer: Answer, ctx: JobContext) -> None:
-        if kind != "mixwith":
-            return
-        try:
-            async with self.pool.acquire() as conn:
-                await jobs_q.finish_request(
-                    conn, request_id=answer.request_id, status="done" if answer.ok else "failed",
-                    error=answer.error or None, query=answer.result.get("query") if answer.ok else None,
-                    timings=answer.timings, source_key=ctx.source_key, identified_track_id=ctx.identified_track_id,
+                await jobs_q.record_request(
+                    conn, request_id=r.request_id, platform=r.platform, place=r.place, user_id=r.user_id,
+                    input_kind=r.input_kind, input_ref=r.input_ref[:2048], options=r.options.to_dict(),
+                    status="done" if answer.ok else "failed", error=answer.error or None,
+                    query=answer.result.get("query") if answer.ok else None, timings=answer.timings,
+                    attempts=deliveries, source_key=ctx.source_key, identified_track_id=ctx.identified_track_id,
                     recommendations=answer.result.get("results", []) if answer.ok else (),
                 )
         except (asyncpg.PostgresError, OSError):
