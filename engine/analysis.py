@@ -11,9 +11,9 @@ from engine.energy import estimate_energy
 from engine.errors import DecodeError, ParameterError
 from engine.key import estimate_key
 from engine.spectrum import stft_magnitude
-from engine.tempo import estimate_tempo, onset_strength
+from engine.tempo import estimate_tempo, onset_envelopes
 
-ANALYZER_VERSION = "baseline-1"
+ANALYZER_VERSION = "mixwith-2"
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,14 @@ def analyze(y: np.ndarray, *, sr: int) -> Analysis:
         raise ParameterError(f"expected mono audio, got shape {y.shape}")
     if is_silent(y):
         raise DecodeError("silent: no audio above -70 dBFS")
+    # Two resolutions, each computed once and shared: rhythm needs ~10 ms
+    # frames, harmony needs ~3 Hz bins to tell bass notes apart.
     fine = stft_magnitude(y, sr=sr, n_fft=1024, hop_length=256)
     coarse = stft_magnitude(y, sr=sr, n_fft=8192, hop_length=4096)
-    tempo = estimate_tempo(fine)
+    envelopes = onset_envelopes(fine)
+    tempo = estimate_tempo(fine, envelopes=envelopes)
     key = estimate_key(coarse)
-    energy = estimate_energy(y, fine, onset_env=onset_strength(fine))
+    energy = estimate_energy(y, fine, onset_env=envelopes.full)
     return Analysis(
         duration=round(len(y) / sr, 2),
         bpm=tempo.bpm,

@@ -215,6 +215,171 @@ def _queue_settings(env: Mapping[str, str]) -> QueueSettings:
 # --- end workers (issue 7) ---------------------------------------------------------------------
 
 
+# --- sounds-like embedder and index (issue 5) ------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """The sounds-like CNN and its Annoy index.
+
+    Attributes
+    ----------
+    weights : str
+        Path of the embedder weights; empty means the bundled default weights.
+    device : str
+        ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+    threads : int
+        Torch CPU threads; 0 means every core this process may use.
+    batch_size : int
+        3 s windows per forward pass.
+    max_seconds : float
+        Only the first this-many seconds of a track are embedded.
+    index_trees : int
+        Annoy trees per index build.
+    index_exact_below : int
+        Catalogs smaller than this are searched exactly (numpy), not with Annoy.
+    index_search_k : int
+        Annoy nodes inspected per query (-1: Annoy's default, trees × k).
+    candidates : int
+        Sounds-like neighbours fetched per recommendation.
+    """
+
+    weights: str = ""
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 64
+    max_seconds: float = 240.0
+    index_trees: int = 50
+    index_exact_below: int = 2000
+    index_search_k: int = 10000
+    candidates: int = 200
+
+
+def _embed_from_env(env: Mapping[str, str]) -> EmbedSettings:
+    d = EmbedSettings
+    device = _get(env, "MIXWITH_EMBED_DEVICE", d.device).lower()
+    if device not in ("auto", "cuda", "cpu"):
+        raise SettingsError(f"MIXWITH_EMBED_DEVICE must be auto, cuda or cpu, got {device!r}")
+    return EmbedSettings(
+        weights=_get(env, "MIXWITH_EMBED_WEIGHTS", d.weights),
+        device=device,
+        threads=max(0, _int(env, "MIXWITH_EMBED_THREADS", d.threads)),
+        batch_size=max(1, _int(env, "MIXWITH_EMBED_BATCH", d.batch_size)),
+        max_seconds=_float(env, "MIXWITH_EMBED_MAX_SECONDS", d.max_seconds),
+        index_trees=max(1, _int(env, "MIXWITH_INDEX_TREES", d.index_trees)),
+        index_exact_below=max(0, _int(env, "MIXWITH_INDEX_EXACT_BELOW", d.index_exact_below)),
+        index_search_k=_int(env, "MIXWITH_INDEX_SEARCH_K", d.index_search_k),
+        candidates=max(1, _int(env, "MIXWITH_SOUNDS_LIKE_CANDIDATES", d.candidates)),
+    )
+# --- bots (issue 8): chat front ends, rate limits, Spotify -----------------------------------
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Limits shared by the chat front ends.
+
+    Attributes
+    ----------
+    user_per_minute, place_per_minute : int
+        Requests allowed per user, and per server/workspace, in any 60 s window.
+    user_active : int
+        Jobs one user may have running at once.
+    max_upload_bytes : int
+        Largest clip accepted from chat (checked before downloading).
+    job_timeout_s : float
+        A job taking longer is reported as failed.
+    progress_interval_s : float
+        Minimum time between progress edits of one reply (platform rate limits).
+    spool_dir : Path or None
+        Where uploaded clips are written for the workers (default: ``home/uploads``).
+    """
+
+    user_per_minute: int = 5
+    place_per_minute: int = 30
+    user_active: int = 2
+    max_upload_bytes: int = 25 * 1024 * 1024
+    job_timeout_s: float = 600.0
+    progress_interval_s: float = 1.5
+    spool_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    """Discord application credentials; ``guild_id`` syncs commands to one server instantly."""
+
+    token: str = ""
+    guild_id: int | None = None
+    sync_commands: bool = True
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Slack app credentials: Socket Mode when ``app_token`` is set, else HTTP on ``port``."""
+
+    bot_token: str = ""
+    signing_secret: str = ""
+    app_token: str = ""
+    port: int = 3000
+    api_url: str = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class SpotifySettings:
+    """The bot-owned Spotify account that creates every playlist (empty: no playlists)."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    refresh_token: str = ""
+    api_url: str = "https://api.spotify.com/v1/"
+    accounts_url: str = "https://accounts.spotify.com/api/token"
+    timeout_s: float = 10.0
+    public: bool = False
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.refresh_token)
+
+
+def _bots_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The bot-related groups of ``Settings``, read from ``env``."""
+    guild = _get(env, "MIXWITH_DISCORD_GUILD_ID", "")
+    if guild and not guild.isdigit():
+        raise SettingsError(f"MIXWITH_DISCORD_GUILD_ID must be a server id (digits), got {guild!r}")
+    spool = _get(env, "MIXWITH_SPOOL_DIR", "")
+    return {
+        "bots": BotSettings(
+            user_per_minute=_int(env, "MIXWITH_RATE_USER_PER_MIN", BotSettings.user_per_minute),
+            place_per_minute=_int(env, "MIXWITH_RATE_PLACE_PER_MIN", BotSettings.place_per_minute),
+            user_active=_int(env, "MIXWITH_RATE_USER_ACTIVE", BotSettings.user_active),
+            max_upload_bytes=_int(env, "MIXWITH_MAX_UPLOAD_BYTES", BotSettings.max_upload_bytes),
+            job_timeout_s=_float(env, "MIXWITH_JOB_TIMEOUT_S", BotSettings.job_timeout_s),
+            progress_interval_s=_float(env, "MIXWITH_PROGRESS_INTERVAL_S", BotSettings.progress_interval_s),
+            spool_dir=Path(os.path.expanduser(spool)) if spool else None,
+        ),
+        "discord": DiscordSettings(
+            token=_get(env, "DISCORD_TOKEN", ""),
+            guild_id=int(guild) if guild else None,
+            sync_commands=_bool(env, "MIXWITH_DISCORD_SYNC", True),
+        ),
+        "slack": SlackSettings(
+            bot_token=_get(env, "SLACK_BOT_TOKEN", ""),
+            signing_secret=_get(env, "SLACK_SIGNING_SECRET", ""),
+            app_token=_get(env, "SLACK_APP_TOKEN", ""),
+            port=_int(env, "MIXWITH_SLACK_PORT", SlackSettings.port),
+            api_url=_get(env, "MIXWITH_SLACK_API_URL", SlackSettings.api_url),
+        ),
+        "spotify": SpotifySettings(
+            client_id=_get(env, "SPOTIFY_CLIENT_ID", ""),
+            client_secret=_get(env, "SPOTIFY_CLIENT_SECRET", ""),
+            refresh_token=_get(env, "SPOTIFY_REFRESH_TOKEN", ""),
+            api_url=_get(env, "MIXWITH_SPOTIFY_API_URL", SpotifySettings.api_url),
+            accounts_url=_get(env, "MIXWITH_SPOTIFY_ACCOUNTS_URL", SpotifySettings.accounts_url),
+            timeout_s=_float(env, "MIXWITH_SPOTIFY_TIMEOUT_S", SpotifySettings.timeout_s),
+            public=_bool(env, "MIXWITH_SPOTIFY_PUBLIC", False),
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of mixwith's settings.
@@ -234,6 +399,12 @@ class Settings:
     rank: RankSettings = field(default_factory=RankSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    # bots (issue 8)
+    bots: BotSettings = field(default_factory=BotSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    spotify: SpotifySettings = field(default_factory=SpotifySettings)
 
     @property
     def pg_dir(self) -> Path:
@@ -242,6 +413,14 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        """Sounds-like indexes, one sub-directory per embedder version."""
+        return self.home / "index"
+    def spool_dir(self) -> Path:
+        """Where chat uploads are written for the workers (bots, issue 8)."""
+        return self.bots.spool_dir or self.home / "uploads"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -281,4 +460,6 @@ class Settings:
             rank=rank,
             fetch=_fetch_settings(env),
             queue=_queue_settings(env),
+            embed=_embed_from_env(env),
+            **_bots_from_env(env),  # bots (issue 8)
         )
