@@ -31,11 +31,11 @@ from db.queries import cache as cache_q
 from db.queries import jobs as jobs_q
 from workers import pipeline
 from workers.batching import MicroBatcher
-from workers.catalog import add_paths, make_executor
+from workers.catalog import add_paths
 from workers.errors import InputError, MixwithError, TransientError
 from workers.jobs import INTERNAL_ERROR, Answer, JobHandle, JobStore
 from workers.messages import MixRequest, MixResult, Progress, Stage
-from workers.settings import Settings
+from workers.settings import AudioSettings, Settings
 from workers.sources.base import FetchedAudio, TrackMeta
 from workers.sources.direct import make_session
 from workers.sources.fetch import Sources
@@ -98,6 +98,7 @@ class Worker:
         self.preview_dir = preview_dir
         self.handlers: dict[str, Handler] = {"mixwith": self._mix, "ingest": self._ingest}
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
+        self._own_executor = False
 
     def batched(self, name: str, fn: Callable[[list[Any]], Any]) -> MicroBatcher[Any, Any]:
         """The worker's shared micro-batcher for model ``name`` (e.g. the embedder's batched forward).
@@ -111,15 +112,17 @@ class Worker:
         return self._batchers[name]
 
     @classmethod
-    async def open(cls, settings: Settings, *, store: JobStore) -> "Worker":
-        """Open the database pool, HTTP session and engine process pool; warm the pool up."""
+    async def open(cls, settings: Settings, *, store: JobStore, executor: Executor | None = None) -> "Worker":
+        """Open the database pool, HTTP session and (unless given) a warmed-up engine process pool.
+
+        An ``executor`` passed in stays its owner's: it is used, not shut down.
+        """
         pool = await create_pool(dsn=settings.database_url, pg_dir=settings.pg_dir,
                                  max_size=max(4, settings.queue.concurrency + 1))
         session = make_session(settings.fetch)
-        executor = make_executor(settings.audio.processes)
-        # start every engine process now (imports, models) instead of inside the first job
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(executor, os.getpid) for _ in range(settings.audio.processes)))
+        own_executor = executor is None
+        if executor is None:
+            executor = await start_engine_pool(settings.audio)
         work = settings.home / "work"
         spool = UploadSpool(settings.home / "uploads", max_bytes=settings.fetch.max_bytes,
                             retention_s=settings.fetch.upload_retention_s)
@@ -129,6 +132,7 @@ class Worker:
         worker = cls(settings, store=store, pool=pool, session=session, executor=executor,
                      sources=Sources(settings.fetch, session=session, work_dir=work, spool=spool),
                      preview_dir=preview_dir)
+        worker._own_executor = own_executor
         worker.sources.set_catalog_lookup(worker._catalog_lookup)
         worker.sweep_previews()
         return worker
@@ -137,7 +141,8 @@ class Worker:
         for batcher in self._batchers.values():
             await batcher.close()
         await self.session.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
 
     # --- the job envelope --------------------------------------------------------------------
@@ -234,7 +239,13 @@ class Worker:
             try:
                 if fetched.track_id is None:
                     await ctx.stage("analysing", "measuring tempo, key and energy")
-                    analysis = await pipeline.analyse_file(fetched.path, settings=self.settings, executor=self.executor)
+                    try:
+                        analysis = await pipeline.analyse_file(fetched.path, settings=self.settings,
+                                                               executor=self.executor)
+                    except InputError as exc:
+                        # name the input as the user knows it, not our spool file
+                        reason = str(exc).split(": ", 1)[-1]
+                        raise InputError(f"{_display_name(request, fetched)}: {reason}") from None
                 else:
                     analysis = None
             finally:
@@ -325,6 +336,51 @@ class Worker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         return report.to_dict()
+
+
+# Imported once in the fork server, so every engine process starts with them loaded
+# (scipy.signal alone takes seconds to import).
+ENGINE_PRELOAD = ["numpy", "scipy.signal", "soundfile", "engine.analysis", "engine.audio", "workers.catalog"]
+
+
+async def start_engine_pool(audio: AudioSettings) -> Executor:
+    """A process pool for engine work, each process warmed up by one real analysis.
+
+    Models, indexes and compiled code are thus loaded once per process, at
+    startup, and no user's job pays for them.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(ENGINE_PRELOAD)  # takes effect if the fork server is not running yet
+    executor = ProcessPoolExecutor(max_workers=max(1, audio.processes), mp_context=ctx)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(executor, _warm_engine, audio) for _ in range(max(1, audio.processes))))
+    return executor
+
+
+def _warm_engine(audio: AudioSettings) -> int:
+    """Decode and analyse a short synthesized track in this engine process; return its pid."""
+    import tempfile
+
+    import soundfile as sf
+
+    from engine.camelot import Key
+    from engine.synth import TrackSpec, render
+    from workers.catalog import process_file
+
+    y = render(TrackSpec(style="house", bpm=124.0, key=Key(9, "minor"), duration_s=6.0, seed=0), sr=audio.sample_rate)
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        sf.write(tmp.name, y, audio.sample_rate)
+        process_file(tmp.name, audio)
+    return os.getpid()
+
+
+def _display_name(request: MixRequest, fetched: FetchedAudio) -> str:
+    if request.input_kind == "upload":
+        return Path(request.input_ref).name or "the upload"
+    return fetched.title or "the linked audio"
 
 
 def source_key_of(request: MixRequest, upload: bytes | None) -> str | None:

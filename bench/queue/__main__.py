@@ -45,7 +45,7 @@ TARGET_MEMORY_P95_MS = 20.0
 TARGET_REDIS_P95_MS = 50.0
 
 
-def _clip(seed: int, *, seconds: float = 1.5, sr: int = 22050) -> bytes:
+def _clip(seed: int, *, seconds: float = 3.5, sr: int = 22050) -> bytes:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
     pulse = (np.sin(2 * np.pi * 2.0 * t) > 0.6).astype(float)
