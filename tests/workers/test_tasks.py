@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -217,3 +218,29 @@ async def test_unusable_audio_is_explained_with_the_users_file_name(engine_pool,
     async with open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(InputError, match=r"^tiny\.wav: .*short"):
             await client.mix(_request("upload", "tiny.wav"), upload=wav_bytes(seconds=1.5))
+
+
+async def test_waiting_jobs_are_told_their_place_in_line(engine_pool, qsettings, catalog, write_track):
+    """Jobs submitted together start with queued events at positions 1, 2, 3 and all finish."""
+    settings = replace(qsettings, queue=replace(qsettings.queue, concurrency=1))
+    clip = _clip(write_track)
+    async with open_queue(settings, executor=engine_pool) as client:
+        handles = [await client.submit(_request("upload", f"c{i}.wav"), upload=clip) for i in range(3)]
+        firsts, lasts = [], []
+        for h in handles:
+            events = [e async for e in h.events()]
+            firsts.append(events[0])
+            lasts.append(events[-1].stage)
+    assert [(e.stage, e.position) for e in firsts] == [("queued", 1), ("queued", 2), ("queued", 3)]
+    assert lasts == ["done"] * 3
+
+
+async def test_ingest_jobs_add_files_to_the_catalog(engine_pool, qsettings, pool, write_track, tmp_path):
+    """An ingest job analyses a folder on the worker and reports what it added."""
+    folder = tmp_path / "crate"
+    write_track("x.wav", bpm=120, seed=4, folder=folder, duration_s=6)
+    write_track("y.wav", bpm=128, seed=5, folder=folder, duration_s=6)
+    async with open_queue(qsettings, executor=engine_pool) as client:
+        handle = await client.submit_ingest([str(folder)], request_id=str(uuid.uuid4()))
+        answer = await handle.answer()
+    assert answer.ok and len(answer.result["added"]) == 2 and answer.result["failed"] == []
