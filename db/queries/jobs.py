@@ -44,8 +44,10 @@ async def record_request(
 ) -> bool:
     """Record a finished request and its recommendations in one transaction.
 
-    Idempotent: a second record of the same request (a duplicate delivery)
-    changes nothing and returns False. ``recommendations`` are
+    A row the front end inserted at submission (status ``queued``, with its
+    ``reply_ref``) is completed in place. Idempotent: once a request is done
+    or failed, a second record (a duplicate delivery) changes nothing and
+    returns False. ``recommendations`` are
     ``Candidate.to_dict()`` rows (rank, track_id, score, components, reasons).
     """
     async with conn.transaction():
@@ -55,7 +57,13 @@ async def record_request(
                                      created_at, started_at, finished_at)
                VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
                        now() - make_interval(secs => $15), now() - make_interval(secs => $15), now())
-               ON CONFLICT (id) DO NOTHING
+               ON CONFLICT (id) DO UPDATE
+                  SET status = EXCLUDED.status, error = EXCLUDED.error, query = EXCLUDED.query,
+                      timings = EXCLUDED.timings, attempts = EXCLUDED.attempts, source_key = EXCLUDED.source_key,
+                      identified_track_id = EXCLUDED.identified_track_id,
+                      started_at = coalesce(requests.started_at, EXCLUDED.started_at),
+                      finished_at = EXCLUDED.finished_at
+                WHERE requests.status NOT IN ('done', 'failed')
                RETURNING id""",
             request_id, platform, place, user_id, input_kind, input_ref, options, status, error, query, timings,
             attempts, source_key, identified_track_id, float(timings.get("total", 0.0)),
