@@ -59,6 +59,7 @@ class JobContext:
     source_key: str | None = None
     identified_track_id: int | None = None
     _t: float = 0.0
+    _sending: asyncio.Future[None] | None = None
 
     async def stage(self, stage: Stage, message: str = "") -> None:
         """Enter a stage: time the previous one and tell the front end."""
@@ -66,7 +67,26 @@ class JobContext:
         if self.timings is not None and self._t:
             self.timings[self.stage_now] = round(self.timings.get(self.stage_now, 0.0) + now - self._t, 4)
         self.stage_now, self._t = stage, now
-        await self.publish(Progress(self.request_id, stage, message))
+        self.send(Progress(self.request_id, stage, message))
+
+    def send(self, event: Progress) -> None:
+        """Publish in the background, in order: the job does not wait for the round trip."""
+        previous = self._sending
+
+        async def chained() -> None:
+            if previous is not None:
+                await previous
+            await self.publish(event)
+
+        self._sending = asyncio.ensure_future(chained())
+
+    async def flush(self) -> None:
+        """Wait until every event sent so far is published (before the answer, to keep the order)."""
+        if self._sending is not None:
+            try:
+                await self._sending
+            except Exception:  # a lost progress event must not lose the answer
+                logger.exception("could not publish progress of %s", self.request_id)
 
 
 Handler = Callable[[dict[str, Any], JobContext], Awaitable[dict[str, Any]]]
@@ -186,6 +206,7 @@ class Worker:
         timings["total"] = round(time.perf_counter() - t0, 4)
         timings["deliveries"] = deliveries
         answer = replace(answer, timings=timings)
+        await ctx.flush()
         if not await self.store.finish(answer, drop_upload=self.settings.fetch.upload_retention_s <= 0):
             logger.info("job %s was answered by another delivery meanwhile", request_id)
         # after the answer, so the user does not wait on bookkeeping; before the ack, so a kill
@@ -202,7 +223,7 @@ class Worker:
                     raise
                 delay = q.retry_backoff_s * 2**attempt
                 logger.info("job %s: %s; retry %d in %.1f s", ctx.request_id, exc, attempt + 1, delay)
-                await ctx.publish(Progress(ctx.request_id, ctx.stage_now, f"{exc} Trying again in {delay:g} s."))
+                ctx.send(Progress(ctx.request_id, ctx.stage_now, f"{exc} Trying again in {delay:g} s."))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -324,17 +345,12 @@ class Worker:
         if not paths:
             raise InputError("Name at least one file or folder to add.")
         await ctx.stage("analysing", f"adding {len(paths)} path(s) to the catalog")
-        pending: set[asyncio.Future[None]] = set()
 
         def on_progress(done: int, total: int, path: str) -> None:
-            fut = asyncio.ensure_future(ctx.publish(Progress(ctx.request_id, "analysing", f"{done}/{total}")))
-            pending.add(fut)
-            fut.add_done_callback(pending.discard)
+            ctx.send(Progress(ctx.request_id, "analysing", f"{done}/{total}"))
 
         report = await add_paths(self.pool, paths, audio=self.settings.audio, source=str(payload.get("source") or "library"),
                                  on_progress=on_progress, executor=self.executor)
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         return report.to_dict()
 
 
