@@ -40,6 +40,12 @@ def build_service(settings: Settings, pool: asyncpg.Pool) -> MixService:
     )
 
 
+def _close_runner(service: MixService) -> None:
+    close = getattr(service.runner, "close", None)
+    if close is not None:
+        close()
+
+
 async def run_discord(settings: Settings) -> None:
     """Run the Discord bot until interrupted."""
     if not settings.discord.token:
@@ -51,6 +57,7 @@ async def run_discord(settings: Settings) -> None:
         bot = MixwithBot(service=build_service(settings, pool), settings=settings.discord)
         async with bot:
             await bot.start(settings.discord.token)
+        _close_runner(bot.service)
     finally:
         await pool.close()
 
@@ -89,4 +96,5 @@ async def run_slack(settings: Settings) -> None:
                     await runner.cleanup()
     finally:
         await service.drain(timeout_s=10.0)
+        _close_runner(service)
         await pool.close()
