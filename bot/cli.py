@@ -311,6 +311,28 @@ def demo(tracks: int, seconds: float, as_json: bool) -> None:
     console.print(f"\ndone in {time.monotonic() - started:.1f} s. Try it on your music: mixwith catalog add ~/Music")
 
 
+# --- queue worker (issue 7) -------------------------------------------------
+
+
+@cli.command()
+@_user_errors
+def worker() -> None:
+    """Run a queue worker: takes /mixwith jobs from Redis (MIXWITH_BROKER=redis://...).
+
+    Start as many as you like, on any machine that reaches Redis and the
+    database; a job whose worker dies is taken over by another. Stops on
+    Ctrl-C or SIGTERM.
+    """
+    from workers.broker import run_worker
+
+    settings = _load_settings()
+    if not settings.queue.is_redis:
+        raise MixwithError("mixwith worker needs MIXWITH_BROKER=redis://host:6379/0; the default in-process queue runs inside the bot")
+    asyncio.run(run_worker(settings))
+
+# --- end queue worker -------------------------------------------------------
+
+
 @cli.group("db")
 def db_group() -> None:
     """Database maintenance."""
@@ -329,6 +351,105 @@ def db_upgrade() -> None:
     click.echo("database schema is up to date")
 
 
+# --- sounds-like: training the embedder and building its index (issue 5) -----------
+
+
+@cli.group()
+def train() -> None:
+    """Train mixwith's own models on your audio."""
+
+
+@train.command("embedder")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Train on a manifest (id, path, group, seconds per line) instead of the catalog.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(2, 4096), help="Tracks per batch.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of each group held out for the validation metric.")
+@click.option("--version", "version", default=None, help="Version name (default: sounds-like-<date>).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Weights file (default: <home>/models/<version>.pt).")
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the checkpoint if present.")
+@click.option("--activate/--no-activate", default=True, show_default=True, help="Make it the active embedder.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_user_errors
+def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, holdout: float, version: str | None,
+                       out: Path | None, resume: bool, activate: bool, as_json: bool) -> None:
+    """Self-supervised training of the sounds-like CNN (two windows of one track are positives)."""
+    settings = _load_settings()
+    from engine.embed.train import TrainConfig
+    from workers.embedding import ManifestEntry, record_embedder, train_from_manifest
+
+    version = version or time.strftime("sounds-like-%Y%m%d-%H%M%S")
+    out = out or settings.models_dir / f"{version}.pt"
+    ckpt = settings.home / "cache" / "train" / f"{version}.ckpt" if resume else None
+    command = "mixwith train embedder " + " ".join(sys.argv[3:])
+
+    async def catalog_entries(pool: Any) -> list[ManifestEntry]:
+        from db.queries import tracks as tracks_q
+
+        async with pool.acquire() as conn:
+            rows = await tracks_q.list_tracks(conn)
+        return [ManifestEntry(str(r.id), Path(r.path), r.album or r.artist or "catalog") for r in rows]
+
+    source: Any = manifest if manifest is not None else asyncio.run(_with_pool(settings, catalog_entries))
+    if not source:
+        raise MixwithError("the catalog is empty: add music with `mixwith catalog add` or pass --manifest")
+    path, meta = train_from_manifest(
+        source if isinstance(source, list) else str(source), cache_dir=settings.home / "cache" / "audio16k",
+        out_path=out, version=version, config=TrainConfig(steps=steps, batch_tracks=batch, seed=seed),
+        device=settings.embed.device, threads=settings.embed.threads or None, holdout_fraction=holdout,
+        checkpoint_path=ckpt, command=command, limits=settings.audio.limits,
+    )
+
+    async def record(pool: Any) -> None:
+        await record_embedder(pool, path=path, meta=meta, activate=activate)
+
+    asyncio.run(_with_pool(settings, record))
+    summary = {"version": version, "weights": str(path), "val": meta["val"], "train_seconds": meta["train_seconds"]}
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"saved {path} ({version}) in {meta['train_seconds']:.0f} s; held-out retrieval: {meta['val']}")
+        click.echo(f"use it: MIXWITH_EMBED_WEIGHTS={path} mixwith index build")
+
+
+@cli.group("index")
+def index_group() -> None:
+    """The sounds-like index (Annoy)."""
+
+
+@index_group.command("build")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_user_errors
+def index_build(as_json: bool) -> None:
+    """Embed new catalog tracks and atomically swap in a fresh sounds-like index."""
+    settings = _load_settings()
+    console = _console(stderr=as_json)
+
+    async def run(pool: Any) -> Any:
+        from workers.embedding import build_catalog_index, open_embedder
+
+        embedder, version = open_embedder(settings.embed)
+        with Progress(
+            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True, disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task("embedding", total=None)
+            return await build_catalog_index(
+                pool, settings=settings, embedder=embedder, model_version=version,
+                on_progress=lambda d, t, p: bar.update(task, completed=d, total=t),
+            )
+
+    report = asyncio.run(_with_pool(settings, run))
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        console.print(f"index {report.model_version}: {report.n_items} tracks ({report.mode}), "
+                      f"{report.embedded} embedded, {report.reused} reused -> {report.build_dir}")
+        for tid, reason in report.failed:
+            console.print(f"  track {tid}: {reason}")
 # --- bots (issue 8) -----------------------------------------------------------
 
 

@@ -56,7 +56,7 @@ class AudioSettings:
     sample_rate: int = 22050
     max_bytes: int = 200 * 1024 * 1024
     max_duration_s: float = 20 * 60.0
-    min_duration_s: float = 1.0
+    min_duration_s: float = 3.0
     decode_timeout_s: float = 120.0
     analysis_seconds: float = 240.0
     processes: int = 2
@@ -84,6 +84,193 @@ class RankSettings:
     camelot_rules: tuple[str, ...] = ("same", "+1", "-1", "relative", "diagonal", "+2")
 
 
+# --- workers: fetching sources and the task queue (issue 7) ---------------------------------
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Bounds on fetching untrusted links and uploads.
+
+    Attributes
+    ----------
+    max_bytes : int
+        Largest download or upload kept; bigger ones are refused.
+    preview_s : float
+        Only the first seconds of a streamed song are downloaded (yt-dlp ``download_ranges``).
+    timeout_s : float
+        Wall-clock limit for one fetch.
+    connect_timeout_s : float
+        Limit for opening one connection.
+    max_redirects : int
+        Redirects followed, each one re-checked by the SSRF guard.
+    allow_loopback_for_tests : bool
+        Let 127.0.0.1 through the SSRF guard. Tests only; default off.
+    cache_ttl_s : float
+        How long fetched previews and analyses are reused for the same source.
+    upload_retention_s : float
+        How long uploads are kept after processing; 0 deletes them at once.
+    spotify_client_id, spotify_client_secret : str
+        Client-credentials app for track metadata (title, artists, ISRC).
+    spotify_api_url, spotify_token_url : str
+        Web API and token endpoints (tests point them at a local fake).
+    """
+
+    max_bytes: int = 50 * 1024 * 1024
+    preview_s: float = 60.0
+    timeout_s: float = 90.0
+    connect_timeout_s: float = 10.0
+    max_redirects: int = 5
+    allow_loopback_for_tests: bool = False
+    cache_ttl_s: float = 7 * 24 * 3600.0
+    upload_retention_s: float = 0.0
+    spotify_client_id: str = ""
+    spotify_client_secret: str = ""
+    spotify_api_url: str = "https://api.spotify.com/v1/"
+    spotify_token_url: str = "https://accounts.spotify.com/api/token"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The task queue.
+
+    Attributes
+    ----------
+    broker_url : str
+        ``memory`` (jobs run in this process, engine work in a local process
+        pool) or ``redis://host:port/db`` for separate ``mixwith worker`` machines.
+    job_timeout_s : float
+        A job running longer is failed with a timeout.
+    retries : int
+        Extra attempts for transient failures only (timeouts, 5xx, resets).
+    retry_backoff_s : float
+        First retry delay; doubles with each attempt.
+    concurrency : int
+        Jobs one worker process runs at once.
+    claim_idle_s : float
+        A Redis job unacknowledged this long (its worker died) is taken over
+        by another worker; must exceed ``job_timeout_s``.
+    result_ttl_s : float
+        How long answers and progress events stay in Redis.
+    batch_size, batch_wait_ms : int, float
+        Micro-batching of embedding work from concurrent jobs.
+    queue_name : str
+        Redis stream (and key prefix) of this deployment.
+    """
+
+    broker_url: str = "memory"
+    job_timeout_s: float = 300.0
+    retries: int = 2
+    retry_backoff_s: float = 2.0
+    concurrency: int = 4
+    claim_idle_s: float = 360.0
+    result_ttl_s: float = 24 * 3600.0
+    batch_size: int = 16
+    batch_wait_ms: float = 20.0
+    queue_name: str = "mixwith"
+
+    @property
+    def is_redis(self) -> bool:
+        return self.broker_url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def _fetch_settings(env: Mapping[str, str]) -> FetchSettings:
+    d = FetchSettings
+    return FetchSettings(
+        max_bytes=_int(env, "MIXWITH_FETCH_MAX_BYTES", d.max_bytes),
+        preview_s=_float(env, "MIXWITH_FETCH_PREVIEW_S", d.preview_s),
+        timeout_s=_float(env, "MIXWITH_FETCH_TIMEOUT_S", d.timeout_s),
+        connect_timeout_s=_float(env, "MIXWITH_FETCH_CONNECT_TIMEOUT_S", d.connect_timeout_s),
+        max_redirects=_int(env, "MIXWITH_FETCH_MAX_REDIRECTS", d.max_redirects),
+        allow_loopback_for_tests=_bool(env, "MIXWITH_ALLOW_LOOPBACK_FOR_TESTS", d.allow_loopback_for_tests),
+        cache_ttl_s=_float(env, "MIXWITH_CACHE_TTL_S", d.cache_ttl_s),
+        upload_retention_s=_float(env, "MIXWITH_UPLOAD_RETENTION_S", d.upload_retention_s),
+        spotify_client_id=_get(env, "MIXWITH_SPOTIFY_CLIENT_ID", ""),
+        spotify_client_secret=_get(env, "MIXWITH_SPOTIFY_CLIENT_SECRET", ""),
+        spotify_api_url=_get(env, "MIXWITH_SPOTIFY_API_URL", d.spotify_api_url),
+        spotify_token_url=_get(env, "MIXWITH_SPOTIFY_TOKEN_URL", d.spotify_token_url),
+    )
+
+
+def _queue_settings(env: Mapping[str, str]) -> QueueSettings:
+    d = QueueSettings
+    timeout = _float(env, "MIXWITH_JOB_TIMEOUT_S", d.job_timeout_s)
+    queue = QueueSettings(
+        broker_url=_get(env, "MIXWITH_BROKER", d.broker_url),
+        job_timeout_s=timeout,
+        retries=max(0, _int(env, "MIXWITH_JOB_RETRIES", d.retries)),
+        retry_backoff_s=_float(env, "MIXWITH_RETRY_BACKOFF_S", d.retry_backoff_s),
+        concurrency=max(1, _int(env, "MIXWITH_WORKER_CONCURRENCY", d.concurrency)),
+        claim_idle_s=_float(env, "MIXWITH_CLAIM_IDLE_S", timeout + 60.0),
+        result_ttl_s=_float(env, "MIXWITH_RESULT_TTL_S", d.result_ttl_s),
+        batch_size=max(1, _int(env, "MIXWITH_EMBED_BATCH_SIZE", d.batch_size)),
+        batch_wait_ms=_float(env, "MIXWITH_EMBED_BATCH_WAIT_MS", d.batch_wait_ms),
+        queue_name=_get(env, "MIXWITH_QUEUE_NAME", d.queue_name),
+    )
+    if queue.broker_url != "memory" and not queue.is_redis:
+        raise SettingsError(f"MIXWITH_BROKER must be 'memory' or a redis:// URL, got {queue.broker_url!r}")
+    if queue.is_redis and queue.claim_idle_s <= queue.job_timeout_s:
+        raise SettingsError("MIXWITH_CLAIM_IDLE_S must be longer than MIXWITH_JOB_TIMEOUT_S")
+    return queue
+
+# --- end workers (issue 7) ---------------------------------------------------------------------
+
+
+# --- sounds-like embedder and index (issue 5) ------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """The sounds-like CNN and its Annoy index.
+
+    Attributes
+    ----------
+    weights : str
+        Path of the embedder weights; empty means the bundled default weights.
+    device : str
+        ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+    threads : int
+        Torch CPU threads; 0 means every core this process may use.
+    batch_size : int
+        3 s windows per forward pass.
+    max_seconds : float
+        Only the first this-many seconds of a track are embedded.
+    index_trees : int
+        Annoy trees per index build.
+    index_exact_below : int
+        Catalogs smaller than this are searched exactly (numpy), not with Annoy.
+    index_search_k : int
+        Annoy nodes inspected per query (-1: Annoy's default, trees × k).
+    candidates : int
+        Sounds-like neighbours fetched per recommendation.
+    """
+
+    weights: str = ""
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 64
+    max_seconds: float = 240.0
+    index_trees: int = 50
+    index_exact_below: int = 2000
+    index_search_k: int = 10000
+    candidates: int = 200
+
+
+def _embed_from_env(env: Mapping[str, str]) -> EmbedSettings:
+    d = EmbedSettings
+    device = _get(env, "MIXWITH_EMBED_DEVICE", d.device).lower()
+    if device not in ("auto", "cuda", "cpu"):
+        raise SettingsError(f"MIXWITH_EMBED_DEVICE must be auto, cuda or cpu, got {device!r}")
+    return EmbedSettings(
+        weights=_get(env, "MIXWITH_EMBED_WEIGHTS", d.weights),
+        device=device,
+        threads=max(0, _int(env, "MIXWITH_EMBED_THREADS", d.threads)),
+        batch_size=max(1, _int(env, "MIXWITH_EMBED_BATCH", d.batch_size)),
+        max_seconds=_float(env, "MIXWITH_EMBED_MAX_SECONDS", d.max_seconds),
+        index_trees=max(1, _int(env, "MIXWITH_INDEX_TREES", d.index_trees)),
+        index_exact_below=max(0, _int(env, "MIXWITH_INDEX_EXACT_BELOW", d.index_exact_below)),
+        index_search_k=_int(env, "MIXWITH_INDEX_SEARCH_K", d.index_search_k),
+        candidates=max(1, _int(env, "MIXWITH_SOUNDS_LIKE_CANDIDATES", d.candidates)),
+    )
 # --- bots (issue 8): chat front ends, rate limits, Spotify -----------------------------------
 
 
@@ -210,6 +397,9 @@ class Settings:
     log_level: str = "INFO"
     audio: AudioSettings = field(default_factory=AudioSettings)
     rank: RankSettings = field(default_factory=RankSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
     # bots (issue 8)
     bots: BotSettings = field(default_factory=BotSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
@@ -225,6 +415,9 @@ class Settings:
         return self.home / "models"
 
     @property
+    def index_dir(self) -> Path:
+        """Sounds-like indexes, one sub-directory per embedder version."""
+        return self.home / "index"
     def spool_dir(self) -> Path:
         """Where chat uploads are written for the workers (bots, issue 8)."""
         return self.bots.spool_dir or self.home / "uploads"
@@ -265,5 +458,8 @@ class Settings:
             log_level=_get(env, "MIXWITH_LOG_LEVEL", "INFO").upper(),
             audio=audio,
             rank=rank,
+            fetch=_fetch_settings(env),
+            queue=_queue_settings(env),
+            embed=_embed_from_env(env),
             **_bots_from_env(env),  # bots (issue 8)
         )

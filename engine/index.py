@@ -1,0 +1,236 @@
+"""Nearest-neighbour index over track vectors: Annoy (angular), exact numpy below a threshold.
+
+One index per model version lives in its own directory::
+
+    <root>/<model_version>/CURRENT                -> JSON naming the live build
+    <root>/<model_version>/<build_id>/items.ann   Annoy trees (memory-mapped on load)
+    <root>/<model_version>/<build_id>/ids.npy     row → track id
+    <root>/<model_version>/<build_id>/vectors.npy only for small catalogs (exact search)
+
+A build writes a fresh ``build_id`` directory and then replaces ``CURRENT``
+with ``os.replace`` (atomic on POSIX), so every worker either sees the old
+build or the new one, never a half-written file. Workers memory-map the same
+``items.ann``, so N workers share one copy in the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import ParameterError
+
+logger = logging.getLogger(__name__)
+
+EXACT_BELOW = 2000
+POINTER = "CURRENT"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One search hit: the item's id and its cosine similarity to the query."""
+
+    item_id: int
+    similarity: float
+
+
+def _check_vectors(vectors: np.ndarray) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise ParameterError(f"expected vectors of shape (n >= 1, d >= 1), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise ParameterError("vectors contain NaN or infinity")
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.maximum(norms, 1e-12)
+
+
+def build_index(
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    *,
+    root: str | os.PathLike[str],
+    model_version: str,
+    n_trees: int = 50,
+    exact_below: int = EXACT_BELOW,
+    n_jobs: int = -1,
+    seed: int = 0,
+    keep_builds: int = 2,
+) -> Path:
+    """Build an index for ``vectors`` and make it the live one for ``model_version``.
+
+    Parameters
+    ----------
+    vectors : np.ndarray [shape=(n, d)]
+        Track vectors (normalised here).
+    ids : np.ndarray [shape=(n,), dtype=int]
+        Track id of each row.
+    root : path
+        Directory holding one sub-directory per model version.
+    model_version : str
+    n_trees : int
+        Annoy trees; more trees, better recall, bigger file.
+    exact_below : int
+        Catalogs smaller than this are searched exactly (vectors saved, no trees).
+    n_jobs : int
+        Build threads (-1: all).
+    seed : int
+        Annoy's seed, so a build is reproducible.
+    keep_builds : int
+        Older builds kept beside the live one (a worker may still map them).
+
+    Returns
+    -------
+    Path of the new build directory.
+    """
+    v = _check_vectors(vectors)
+    ids = np.asarray(ids)
+    if ids.shape != (v.shape[0],) or not np.issubdtype(ids.dtype, np.integer):
+        raise ParameterError(f"ids must be integers of shape ({v.shape[0]},), got {ids.dtype} {ids.shape}")
+    if not model_version or "/" in model_version or model_version.startswith("."):
+        raise ParameterError(f"bad model version {model_version!r}")
+    vdir = Path(root) / model_version
+    build_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    tmp_dir = vdir / f".{build_id}.tmp"
+    tmp_dir.mkdir(parents=True)
+    n, d = v.shape
+    mode = "exact" if n < exact_below else "annoy"
+    np.save(tmp_dir / "ids.npy", ids.astype(np.int64))
+    if mode == "exact":
+        np.save(tmp_dir / "vectors.npy", v)
+    else:
+        from annoy import AnnoyIndex
+
+        t0 = time.perf_counter()
+        ann = AnnoyIndex(d, "angular")
+        ann.set_seed(seed)
+        for i in range(n):
+            ann.add_item(i, v[i])
+        ann.build(n_trees, n_jobs=n_jobs)
+        ann.save(str(tmp_dir / "items.ann"))
+        ann.unload()
+        logger.info("annoy index of %d x %d built in %.1f s", n, d, time.perf_counter() - t0)
+    meta = {"build_id": build_id, "model_version": model_version, "mode": mode, "n_items": n, "dim": d,
+            "n_trees": n_trees if mode == "annoy" else 0}
+    (tmp_dir / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    final = vdir / build_id
+    os.replace(tmp_dir, final)
+    _write_pointer(vdir, build_id)
+    _prune(vdir, keep=keep_builds, live=build_id)
+    return final
+
+
+def _write_pointer(vdir: Path, build_id: str) -> None:
+    tmp = vdir / f".{POINTER}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps({"build_id": build_id}), encoding="utf-8")
+    os.replace(tmp, vdir / POINTER)
+
+
+def _prune(vdir: Path, *, keep: int, live: str) -> None:
+    builds = sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != live)
+    for old in builds[: max(0, len(builds) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def live_build(root: str | os.PathLike[str], model_version: str) -> str | None:
+    """The build id ``CURRENT`` names for ``model_version``, or None when there is no index yet."""
+    ptr = Path(root) / model_version / POINTER
+    if not ptr.is_file():
+        return None
+    return json.loads(ptr.read_text(encoding="utf-8"))["build_id"]
+
+
+class VectorIndex:
+    """A loaded build: memory-mapped Annoy trees or an exact in-memory matrix.
+
+    Use :meth:`load` (live build of a model version) and :meth:`refresh` (swap to a
+    newer live build if one appeared; cheap to call before each query batch).
+    """
+
+    def __init__(self, build_dir: Path, *, search_k: int = -1) -> None:
+        meta = json.loads((build_dir / "meta.json").read_text(encoding="utf-8"))
+        self.build_dir = build_dir
+        self.build_id: str = meta["build_id"]
+        self.mode: str = meta["mode"]
+        self.dim: int = meta["dim"]
+        self.search_k = search_k
+        self.ids = np.load(build_dir / "ids.npy", mmap_mode="r")
+        self._ann = None
+        self._vectors = None
+        if self.mode == "annoy":
+            from annoy import AnnoyIndex
+
+            self._ann = AnnoyIndex(self.dim, "angular")
+            self._ann.load(str(build_dir / "items.ann"), prefault=False)  # mmap, shared by workers
+        else:
+            self._vectors = np.load(build_dir / "vectors.npy")
+
+    @classmethod
+    def load(cls, root: str | os.PathLike[str], model_version: str, *, search_k: int = -1) -> "VectorIndex":
+        """Open the live build of ``model_version``."""
+        build = live_build(root, model_version)
+        if build is None:
+            raise ParameterError(f"no index for model version {model_version!r} under {root}; build it first")
+        return cls(Path(root) / model_version / build, search_k=search_k)
+
+    def refresh(self, root: str | os.PathLike[str], model_version: str) -> "VectorIndex":
+        """This index, or the newer live build when ``CURRENT`` moved on."""
+        build = live_build(root, model_version)
+        if build is None or build == self.build_id:
+            return self
+        logger.info("index for %s swapped: %s -> %s", model_version, self.build_id, build)
+        return VectorIndex(Path(root) / model_version / build, search_k=self.search_k)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def query(self, vector: np.ndarray, *, k: int = 10, exclude: frozenset[int] = frozenset()) -> list[Neighbour]:
+        """The ``k`` nearest items to ``vector`` (d,), by cosine similarity, skipping ids in ``exclude``."""
+        q = np.asarray(vector, dtype=np.float32)
+        if q.shape != (self.dim,):
+            raise ParameterError(f"query must have shape ({self.dim},), got {q.shape}")
+        if k < 1:
+            raise ParameterError(f"k must be >= 1, got {k}")
+        norm = float(np.linalg.norm(q))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ParameterError("query vector is zero or not finite")
+        q = q / norm
+        want = min(len(self), k + len(exclude))
+        if self._vectors is not None:
+            sims = self._vectors @ q
+            top = np.argpartition(-sims, want - 1)[:want] if want < len(sims) else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            rows, sim_list = top.tolist(), sims[top].tolist()
+        else:
+            rows, dists = self._ann.get_nns_by_vector(q, want, search_k=self.search_k, include_distances=True)
+            # Annoy's angular distance is sqrt(2 - 2 cos).
+            sim_list = [1.0 - dd * dd / 2.0 for dd in dists]
+        out = []
+        for r, s in zip(rows, sim_list):
+            item = int(self.ids[r])
+            if item in exclude:
+                continue
+            out.append(Neighbour(item_id=item, similarity=float(s)))
+            if len(out) == k:
+                break
+        return out
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ``(ids, vectors)`` of this build, so a rebuild can reuse them instead of re-embedding."""
+        if self._vectors is not None:
+            return np.asarray(self.ids), self._vectors
+        v = np.array([self._ann.get_item_vector(i) for i in range(len(self))], dtype=np.float32)
+        return np.asarray(self.ids), v.reshape(len(self), self.dim)
+
+    def close(self) -> None:
+        """Unmap the Annoy file."""
+        if self._ann is not None:
+            self._ann.unload()
+            self._ann = None

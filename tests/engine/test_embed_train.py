@@ -1,0 +1,103 @@
+"""Tests for engine.embed.train (contrastive training loop)."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.audio import resample
+from engine.embed.model import ModelConfig
+from engine.embed.train import TrainConfig, TrainTrack, holdout_split, nt_xent, train_embedder
+from engine.errors import ParameterError
+from engine.synth import demo_specs, render
+
+TINY = ModelConfig(window_s=1.0, stem_channels=(4, 8, 8), width=32, blocks=1, embed_dim=16)
+
+
+@pytest.fixture(scope="module")
+def tracks() -> list[TrainTrack]:
+    """Six short synthesized tracks of different styles, at the model's rate."""
+    out = []
+    for spec in demo_specs(count=6, duration_s=4.0, seed=3):
+        y = resample(render(spec, sr=22050), orig_sr=22050, target_sr=16000)
+        out.append(TrainTrack(clean=y))
+    return out
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(steps=12, batch_tracks=6, lr=3e-3, warmup_steps=2, eval_every=1000, checkpoint_every=4)
+    return TrainConfig(**(base | kw))
+
+
+def test_tiny_run_lowers_the_loss(tracks):
+    """A short run ends with a lower contrastive loss than it started."""
+    torch.set_num_threads(1)
+    res = train_embedder(tracks, config=_config(steps=24, log_every=1), model_config=TINY)
+    first = np.mean([h["loss"] for h in res.history[:4]])
+    last = np.mean([h["loss"] for h in res.history[-4:]])
+    assert last < first
+
+
+def test_resume_matches_uninterrupted_run(tracks, tmp_path):
+    """A run interrupted after a checkpoint and resumed ends with the weights of one straight run."""
+    torch.set_num_threads(1)
+    cfg = _config(steps=8, checkpoint_every=4, log_every=1)
+    straight = train_embedder(tracks, config=cfg, model_config=TINY).model.state_dict()
+    ckpt = tmp_path / "ckpt.pt"
+
+    def crash_at_6(record):
+        if record["step"] == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_embedder(tracks, config=cfg, model_config=TINY, checkpoint_path=ckpt, on_log=crash_at_6)
+    resumed = train_embedder(tracks, config=cfg, model_config=TINY, checkpoint_path=ckpt)
+    assert resumed.history[0]["step"] == 1  # the history survived the interruption
+    for k, v in resumed.model.state_dict().items():
+        torch.testing.assert_close(v, straight[k])
+
+
+def test_checkpoint_from_other_settings_is_refused(tracks, tmp_path):
+    """Resuming with different settings is an error, not a silent mix."""
+    ckpt = tmp_path / "ckpt.pt"
+    train_embedder(tracks, config=_config(steps=2, checkpoint_every=1), model_config=TINY, checkpoint_path=ckpt)
+    with pytest.raises(ParameterError, match="different settings"):
+        train_embedder(tracks, config=_config(steps=3, checkpoint_every=1), model_config=TINY, checkpoint_path=ckpt)
+
+
+def test_same_seed_same_weights(tracks):
+    """Two runs with one seed produce identical weights."""
+    torch.set_num_threads(1)
+    a = train_embedder(tracks, config=_config(steps=3), model_config=TINY).model.state_dict()
+    b = train_embedder(tracks, config=_config(steps=3), model_config=TINY).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_labels_add_a_supervised_head(tracks):
+    """Labelled tracks give the model a classifier with one output per class."""
+    labelled = [TrainTrack(clean=t.clean, label=i % 2) for i, t in enumerate(tracks)]
+    res = train_embedder(labelled, config=_config(steps=2), model_config=TINY)
+    assert res.model.classifier is not None and res.model.classifier.out_features == 2
+
+
+def test_holdout_split_is_stable_and_stratified():
+    """The held-out set takes a share of every group and ignores later additions."""
+    ids = [f"t{i}" for i in range(20)]
+    groups = ["a"] * 10 + ["b"] * 10
+    held = holdout_split(ids, groups, fraction=0.2, seed=0)
+    assert len(held & set(ids[:10])) == 2 and len(held & set(ids[10:])) == 2
+    more = holdout_split(ids + ["t20", "t21"], groups + ["a", "b"], fraction=0.2, seed=0)
+    assert len(held - more) <= 2  # rounding may move the boundary, never reshuffle
+
+
+def test_nt_xent_prefers_aligned_pairs():
+    """Matching pairs give a lower loss than shuffled ones."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=1)
+    assert nt_xent(a, a) < nt_xent(a, a.roll(1, dims=0))
+
+
+def test_one_track_is_not_enough(tracks):
+    """Contrastive training needs negatives."""
+    with pytest.raises(ParameterError, match="at least 2"):
+        train_embedder(tracks[:1], config=_config(), model_config=TINY)

@@ -1,0 +1,119 @@
+"""Embedding jobs: decode cache, dev-set loading, catalog index build with versions recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from db.queries import models as models_q
+from engine.camelot import Key
+from engine.embed.model import SoundsLikeNet, save_model
+from engine.index import VectorIndex
+from workers.catalog import add_paths
+from workers.embedding import (
+    aac_roundtrip,
+    build_catalog_index,
+    cached_audio,
+    embed_audio,
+    load_devset,
+    open_embedder,
+    read_manifest,
+    sound_scores,
+)
+from workers.settings import EmbedSettings, Settings, SettingsError
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    """Seeded, untrained weights (the pipeline, not the quality, is under test)."""
+    torch.manual_seed(0)
+    return save_model(SoundsLikeNet().eval(), tmp_path / "w" / "t.pt", version="test-v1")
+
+
+def test_cache_decodes_once_and_notices_edits(tmp_path, write_track):
+    """A second read comes from the cache; touching the file invalidates it."""
+    src = write_track("a.wav", duration_s=4.0)
+    cache = tmp_path / "cache"
+    y1 = cached_audio(src, cache_dir=cache, sr=16000)
+    assert len(list(cache.glob("*.npy"))) == 1
+    y2 = cached_audio(src, cache_dir=cache, sr=16000)
+    np.testing.assert_allclose(y1, y2, atol=1e-3)  # float16 storage
+    os.utime(src, (1_000_000_000, 1_000_000_000))
+    cached_audio(src, cache_dir=cache, sr=16000)
+    assert len(list(cache.glob("*.npy"))) == 2
+
+
+def test_aac_roundtrip_keeps_length_and_alignment(rng):
+    """The AAC copy is sample-aligned with the original (priming removed)."""
+    t = np.arange(3 * 16000) / 16000
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+    out = aac_roundtrip(y, sr=16000)
+    assert out.shape == y.shape
+    corr = float(np.corrcoef(y[2000:-2000], out[2000:-2000])[0, 1])
+    assert corr > 0.9
+
+
+def test_devset_skips_short_files_and_holds_out_per_group(tmp_path, write_track):
+    """Files under min_seconds are skipped; each group gives up its share to the held-out part."""
+    rows = []
+    for g in ("pkg-a", "pkg-b"):
+        for i in range(3):
+            p = write_track(f"{g}-{i}.wav", duration_s=5.5, seed=i, folder=tmp_path / g)
+            rows.append(f"{g}{i}\t{p}\t{g}\t5.5")
+    short = write_track("short.wav", duration_s=2.0)
+    rows.append(f"s\t{short}\tpkg-a\t2")
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    assert len(read_manifest(manifest)) == 7
+    ds = load_devset(manifest, cache_dir=tmp_path / "cache", sr=16000, min_seconds=5.0, holdout_fraction=0.34)
+    assert len(ds.entries) == 6
+    held = [e for e in ds.entries if e.track_id in ds.held_out]
+    assert sorted(e.package for e in held) == ["pkg-a", "pkg-b"]
+    assert all(len(c) == len(k) for c, k in zip(ds.clean, ds.codec))
+
+
+def test_embed_audio_resamples_to_the_model_rate(weights, rng):
+    """Audio at the analysis rate gets a unit vector from the 16 kHz model."""
+    embedder, version = open_embedder(EmbedSettings(weights=str(weights), device="cpu", threads=1))
+    y = (0.1 * rng.standard_normal(22050 * 7)).astype(np.float32)
+    te = embed_audio(y, sr=22050, embedder=embedder, model_version=version)
+    assert version == "test-v1" and te.vector.shape == (128,)
+    assert abs(float(np.linalg.norm(te.vector)) - 1.0) < 1e-5
+    assert te.windows.shape == (2, 128)
+
+
+def test_bad_embed_device_setting_is_refused():
+    """A typo in MIXWITH_EMBED_DEVICE names the variable."""
+    with pytest.raises(SettingsError, match="MIXWITH_EMBED_DEVICE"):
+        Settings.from_env({"MIXWITH_EMBED_DEVICE": "gpu"})
+
+
+async def test_index_build_embeds_records_and_reuses(pool, settings, weights, write_track, tmp_path):
+    """index build embeds the catalog, registers the build, and a rebuild re-embeds nothing."""
+    lib = tmp_path / "lib"
+    for i, style in enumerate(("house", "techno", "hip-hop")):
+        write_track(f"t{i}.wav", style=style, bpm=120 + i, key=Key(i, "minor"), duration_s=8.0, seed=i, folder=lib)
+    await add_paths(pool, [lib], audio=settings.audio)
+    settings = dataclasses.replace(settings, embed=EmbedSettings(weights=str(weights), device="cpu", threads=1))
+    embedder, version = open_embedder(settings.embed)
+
+    first = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+    assert (first.n_items, first.embedded, first.mode) == (3, 3, "exact")
+    async with pool.acquire() as conn:
+        active = await models_q.active(conn, "annoy")
+    assert active is not None and active.artifact_path == first.build_dir
+
+    index = VectorIndex.load(settings.index_dir, version)
+    ids, vecs = index.vectors()
+    scores = sound_scores(index, vecs[0], k=3)
+    assert max(scores, key=scores.get) == int(ids[0])
+    assert all(0.0 <= s <= 1.0 for s in scores.values())
+
+    second = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+    assert (second.embedded, second.reused) == (0, 3)
+    assert index.refresh(settings.index_dir, version).build_id != index.build_id
