@@ -414,6 +414,29 @@ class ThreadRunner:
             self._slots.release()
 
 
+class QueueRunner:
+    """A JobRunner on the workers' queue (``workers.broker.open_queue``): the production path.
+
+    Uploads travel as bytes with the job (workers may run on other machines);
+    progress, queue position and the answer come back through the job store.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client  # workers.tasks.JobClient
+
+    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
+        upload = None
+        if request.upload_path is not None:
+            upload = await asyncio.to_thread(Path(request.upload_path).read_bytes)
+            request = dataclasses.replace(request, upload_path=None)
+        handle = await self._client.submit(request, upload=upload)
+        async for event in handle.events():
+            if event.stage in ("done", "failed"):
+                break
+            yield event
+        yield await handle.result()  # raises the worker's MixwithError for failed jobs
+
+
 class PipelineRunner:
     """A JobRunner that runs ``workers.pipeline`` in this process (no queue needed).
 

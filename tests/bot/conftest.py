@@ -167,4 +167,5 @@ def make_service(pool: asyncpg.Pool, catalog: list[CatalogTrack], tmp_path: Path
 
     yield build
     for r in runners:
-        r.close()
+        if hasattr(r, "close"):
+            r.close()
