@@ -488,6 +488,8 @@ class Settings:
     def index_dir(self) -> Path:
         """Sounds-like indexes, one sub-directory per embedder version."""
         return self.home / "index"
+
+    @property
     def spool_dir(self) -> Path:
         """Where chat uploads are written for the workers (bots, issue 8)."""
         return self.bots.spool_dir or self.home / "uploads"
