@@ -118,7 +118,7 @@ def catalog_add(paths: tuple[Path, ...], as_json: bool) -> None:
     console = _console(stderr=as_json)
 
     async def run(pool: Any) -> Any:
-        from workers.catalog import add_paths
+        from workers.catalog import add_to_catalog
 
         with Progress(
             TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -129,22 +129,20 @@ def catalog_add(paths: tuple[Path, ...], as_json: bool) -> None:
             def on_progress(done: int, total: int, path: str) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = await add_paths(pool, list(paths), audio=settings.audio, on_progress=on_progress)
-        # identification: fingerprint what was added into the shared index
-        from workers.identify import index_tracks
+            return await add_to_catalog(pool, list(paths), settings=settings, on_progress=on_progress)
 
-        update = await index_tracks(pool, settings, report.added)
-        return report, update
-
-    report, update = asyncio.run(_with_pool(settings, run))
+    update = asyncio.run(_with_pool(settings, run))
     if as_json:
-        _emit_json({**report.to_dict(), "fingerprinted": list(update.indexed),
-                    "fingerprint_failed": [{"track_id": t, "reason": r} for t, r in update.failed]})
+        _emit_json(update.to_dict())
     else:
-        print_ingest(console, report)
-        if update.indexed or update.failed:
-            click.echo(f"fingerprinted {len(update.indexed)} track(s) for identification"
-                       + (f"; {len(update.failed)} failed" if update.failed else ""))
+        print_ingest(console, update.ingest)
+        if update.fingerprinted or update.fingerprint_failed:
+            click.echo(f"fingerprinted {len(update.fingerprinted)} track(s) for identification"
+                       + (f"; {len(update.fingerprint_failed)} failed" if update.fingerprint_failed else ""))
+        if update.indexed:
+            click.echo(f"sounds-like index: {update.indexed} track(s)")
+        elif update.index_note:
+            click.echo(update.index_note)
 
 
 @catalog.command("list")
@@ -448,7 +446,7 @@ def demo(tracks: int, seconds: float, as_json: bool) -> None:
         d["ingest"] = out.ingest.to_dict()
         _emit_json(d)
         return
-    print_ingest(console, out.ingest)
+    print_ingest(console, out.ingest.ingest)
     s = out.memo_of.spec
     console.print(
         f"\nQuery: [bold]{out.memo_path.name}[/bold], a noisy phone recording of "
