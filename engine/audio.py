@@ -50,6 +50,10 @@ class DecodeLimits:
     timeout_s: float = 60.0
 
 
+class _DecodeTimeout(DecodeError):
+    """The decoder ran out of wall-clock time."""
+
+
 def _fmt_duration(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}:{s:02d}"
@@ -107,10 +111,17 @@ def load(
             f"longer than {limits.max_duration_s / 60:.0f} min ({_fmt_duration(declared)})"
         )
 
-    # Decode one second past the limit so an over-long file shows itself.
+    if max_seconds is not None and max_seconds <= 0:
+        raise ParameterError(f"max_seconds must be positive, got {max_seconds}")
+    # Decode one second past the limit so an over-long file shows itself. When
+    # the header vouches for the length, the analysis window is all we need.
     read_s = limits.max_duration_s + 1.0
+    if max_seconds is not None and declared is not None:
+        read_s = min(read_s, max_seconds + 1.0)
     try:
         y = _decode_ffmpeg(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s)
+    except _DecodeTimeout:
+        raise  # the wall-clock budget is spent: no second attempt
     except DecodeError as ffmpeg_error:
         try:
             y = _decode_sndfile(p, sr=sr, seconds=read_s)
@@ -118,12 +129,16 @@ def load(
             raise ffmpeg_error from None
         logger.info("ffmpeg failed on %s (%s); libsndfile decoded it", p.name, ffmpeg_error.reason)
 
+    # NaN/inf from a broken float stream would poison every feature downstream
+    if not np.isfinite(y).all():
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     duration = len(y) / sr
     if duration > limits.max_duration_s:
         raise DecodeError(f"longer than {limits.max_duration_s / 60:.0f} min")
-    if declared is not None and declared > 2.0 and duration < 0.9 * declared - 1.0:
+    expected = None if declared is None else min(declared, read_s)  # maybe only the window was read
+    if expected is not None and expected > 2.0 and duration < 0.9 * expected - 1.0:
         raise DecodeError(
-            f"truncated: the header says {_fmt_duration(declared)} but only "
+            f"truncated: the header says {_fmt_duration(declared or 0.0)} but only "
             f"{_fmt_duration(duration)} decodes"
         )
     if duration < limits.min_duration_s:
@@ -176,7 +191,7 @@ def _decode_ffmpeg(path: Path, *, sr: int, seconds: float, timeout_s: float) -> 
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        raise DecodeError(f"decoding took longer than {timeout_s:g} s") from None
+        raise _DecodeTimeout(f"decoding took longer than {timeout_s:g} s") from None
     y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32, copy=True)
     if proc.returncode != 0 or y.size == 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()

@@ -81,6 +81,10 @@ class TrackSpec:
     duration_s : float
     seed : int
         Seeds the arrangement and humanisation.
+    progression : int
+        Index of the chord progression; -1 lets the seed choose.
+    detune_cents : float
+        Offset of every pitched part from A440 tuning, in cents.
     """
 
     style: str
@@ -89,6 +93,7 @@ class TrackSpec:
     duration_s: float = 30.0
     seed: int = 0
     progression: int = field(default=-1)
+    detune_cents: float = 0.0
 
 
 def _midi_hz(m: float) -> float:
@@ -180,7 +185,7 @@ def render(spec: TrackSpec, *, sr: int = 22050) -> np.ndarray:
     scale = _MAJOR_SCALE if key.mode == "major" else _MINOR_SCALE
     progs = _PROGRESSIONS_MAJOR if key.mode == "major" else _PROGRESSIONS_MINOR
     prog = progs[spec.progression % len(progs)] if spec.progression >= 0 else progs[rng.integers(len(progs))]
-    root_midi = 48 + key.tonic  # C3..B3
+    root_midi = 48 + key.tonic + spec.detune_cents / 100.0  # C3..B3, detuned
     harmonics = 2 + int(style.brightness * 6)
     for bar in range(bars):
         degree = prog[bar % len(prog)]

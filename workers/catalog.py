@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -27,6 +27,9 @@ from engine.analysis import analyze
 from engine.audio import AUDIO_EXTENSIONS, load
 from engine.errors import EngineError
 from workers.settings import AudioSettings
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +227,56 @@ async def add_paths(
             ex.shutdown(cancel_futures=True)
     failures.sort(key=lambda f: f.path)
     return IngestReport(added=tuple(sorted(added)), already_present=already, failed=tuple(failures))
+
+
+@dataclass(frozen=True)
+class CatalogUpdate:
+    """Everything one ``catalog add`` did: analysis, fingerprints, sounds-like index."""
+
+    ingest: IngestReport
+    fingerprinted: tuple[int, ...] = ()
+    fingerprint_failed: tuple[tuple[int, str], ...] = ()
+    indexed: int = 0
+    index_note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.ingest.to_dict(),
+            "fingerprinted": list(self.fingerprinted),
+            "fingerprint_failed": [{"track_id": t, "reason": r} for t, r in self.fingerprint_failed],
+            "sounds_like_indexed": self.indexed,
+        }
+
+
+async def add_to_catalog(
+    pool: asyncpg.Pool,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    settings: "Settings",
+    source: str = "library",
+    on_progress: ProgressCallback | None = None,
+    executor: Executor | None = None,
+) -> CatalogUpdate:
+    """Analyse new files, fingerprint them for identification, refresh the sounds-like index.
+
+    Each step after the analysis is skipped with a logged warning, never fatal:
+    the tracks are in the catalog either way.
+    """
+    from workers.embedding import build_catalog_index, open_embedder
+    from workers.identify import index_tracks
+
+    report = await add_paths(pool, paths, audio=settings.audio, source=source, on_progress=on_progress,
+                             executor=executor)
+    if not report.added:
+        return CatalogUpdate(ingest=report)
+    update = await index_tracks(pool, settings, report.added, executor=executor)
+    indexed, note = 0, ""
+    try:
+        embedder, version = await asyncio.get_running_loop().run_in_executor(None, open_embedder, settings.embed)
+        built = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+        indexed = built.n_items
+    except (EngineError, OSError, RuntimeError) as exc:
+        note = f"sounds-like index not rebuilt: {exc}"
+        logger.warning("%s", note)
+    return CatalogUpdate(ingest=report, fingerprinted=update.indexed, fingerprint_failed=update.failed,
+                         indexed=indexed, index_note=note)

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from engine.degrade import phone_memo, write_aac
 from engine.synth import TrackSpec, demo_specs, render
-from workers.catalog import IngestReport, ProgressCallback, add_paths
+from workers.catalog import CatalogUpdate, ProgressCallback, add_to_catalog
 from workers.messages import MixOptions, MixResult
 from workers.pipeline import recommend_file
 from workers.settings import Settings
@@ -42,7 +42,7 @@ class DemoTrack:
 @dataclass(frozen=True)
 class DemoOutcome:
     tracks: tuple[DemoTrack, ...]
-    ingest: IngestReport
+    ingest: CatalogUpdate
     memo_path: Path
     memo_of: DemoTrack
     result: MixResult
@@ -104,8 +104,8 @@ async def run_demo(
     """Build (or reuse) the demo catalog under the data home, ingest it, answer a memo."""
     folder = settings.home / "demo"
     tracks = write_demo_catalog(folder / "tracks", count=count, duration_s=duration_s, sr=settings.audio.sample_rate)
-    report = await add_paths(
-        pool, [t.path for t in tracks], audio=settings.audio, source="demo", on_progress=on_progress, executor=executor
+    report = await add_to_catalog(
+        pool, [t.path for t in tracks], settings=settings, source="demo", on_progress=on_progress, executor=executor
     )
     memo_of = tracks[len(tracks) // 3]
     memo = make_memo(memo_of, folder)

@@ -1,0 +1,1 @@
+"""mixwith on Slack (Bolt for Python, asyncio): app factory, listeners, Block Kit."""

@@ -1,0 +1,575 @@
+"""Landmark audio fingerprints and clip identification.
+
+A fingerprint is a set of spectral-peak pairs (Wang 2003): each anchor peak is
+paired with a few later peaks nearby in frequency, and the pair's (anchor
+frequency, frequency step, time step) is packed into a 21-bit hash stored with
+the anchor's time. A clip matches a track when many of its hashes occur in the
+track at one consistent time offset.
+
+Phone memos of a club: peaks are chosen by their contrast against the local
+spectral envelope (so a phone's band-pass and a room's colouration move them
+little), within 150 Hz–3.9 kHz at 8 kHz, and queries keep about twice as many
+peaks as references, so a reference peak that survives the noise is likely to
+be among the query's.
+
+Pitch faders: a track played 3 % fast has every frequency 3 % higher and every
+time 3 % shorter, which changes every hash. Queries keep their peaks with
+sub-bin frequencies; at query time the peaks are mapped back under several
+speed hypotheses (``f / s``, ``t * s``) and re-hashed, which is exactly the
+inverse of the resampling a pitch fader applies. Hashing is cheap, the audio is
+analysed once.
+
+Decision: the best (track, offset, speed) is scored by its aligned hash count;
+how far that count stands above what unrelated audio produces is turned into a
+calibrated probability (``confidence``) by a logistic model fitted on degraded
+dev-set queries (``bench/identify``); below ``accept_confidence`` the answer is
+"not in the catalog".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.ndimage import maximum_filter, uniform_filter1d
+
+from engine.audio import is_silent, resample
+from engine.errors import ParameterError
+
+logger = logging.getLogger(__name__)
+
+FP_SR = 8000
+"""Fingerprint sample rate in Hz (phone audio carries little above 4 kHz)."""
+N_FFT = 512
+HOP_LENGTH = 256
+FRAME_RATE = FP_SR / HOP_LENGTH
+"""Fingerprint frames per second (31.25; one frame is 32 ms)."""
+
+# Hash layout: anchor bin (8 bits) | frequency step + 64 (7 bits) | time step (6 bits).
+_F_BITS, _DF_BITS, _DT_BITS = 8, 7, 6
+HASH_BITS = _F_BITS + _DF_BITS + _DT_BITS
+MAX_DF_BINS = (1 << (_DF_BITS - 1)) - 1
+MAX_DT_FRAMES = (1 << _DT_BITS) - 1
+
+DEFAULT_SPEEDS: tuple[float, ...] = (1.0, 0.99125, 1.00875, 0.9825, 1.0175, 0.97375, 1.02625, 0.965, 1.035)
+"""Speed hypotheses tried at query time (ratio of played to original speed), in order."""
+
+
+@dataclass(frozen=True)
+class FingerprintParams:
+    """How peaks are picked and paired.
+
+    Attributes
+    ----------
+    peaks_per_s : float
+        Target peak density (strongest by local contrast in each second).
+    fanout : int
+        Targets paired with each anchor.
+    min_hz, max_hz : float
+        Band in which peaks are picked.
+    neighborhood_bins, neighborhood_frames : int
+        A peak is the maximum of this (frequency x time) neighbourhood.
+    max_dt_frames : int
+        Farthest target, in frames (at most 63).
+    max_df_bins : int
+        Largest frequency step to a target, in bins (at most 63).
+    """
+
+    peaks_per_s: float = 18.0
+    fanout: int = 6
+    min_hz: float = 150.0
+    max_hz: float = 3900.0
+    neighborhood_bins: int = 13
+    neighborhood_frames: int = 7
+    max_dt_frames: int = 40
+    max_df_bins: int = 48
+
+    def __post_init__(self) -> None:
+        if self.peaks_per_s <= 0:
+            raise ParameterError(f"peaks_per_s must be positive, got {self.peaks_per_s}")
+        if not 1 <= self.fanout <= 32:
+            raise ParameterError(f"fanout must be in 1..32, got {self.fanout}")
+        if not 0 < self.min_hz < self.max_hz <= FP_SR / 2:
+            raise ParameterError(f"need 0 < min_hz < max_hz <= {FP_SR / 2}, got {self.min_hz}, {self.max_hz}")
+        if not 1 <= self.max_dt_frames <= MAX_DT_FRAMES:
+            raise ParameterError(f"max_dt_frames must be in 1..{MAX_DT_FRAMES}")
+        if not 1 <= self.max_df_bins <= MAX_DF_BINS:
+            raise ParameterError(f"max_df_bins must be in 1..{MAX_DF_BINS}")
+
+
+REFERENCE_PARAMS = FingerprintParams()
+"""Parameters for catalog tracks (what the index stores)."""
+QUERY_PARAMS = FingerprintParams(peaks_per_s=36.0, fanout=16)
+"""Parameters for queries: twice the peaks and pairs reaching as far as the reference's,
+so a reference pair whose two peaks survive the noise is formed in the query too."""
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Peaks and landmark hashes of one signal.
+
+    Attributes
+    ----------
+    peak_frames : np.ndarray [shape=(n_peaks,), dtype=int32]
+        Frame of each peak, ascending.
+    peak_bins : np.ndarray [shape=(n_peaks,), dtype=float32]
+        Sub-bin frequency of each peak (bin width ``FP_SR / N_FFT`` Hz).
+    hashes : np.ndarray [shape=(n_hashes,), dtype=uint32]
+        Landmark hashes at the original speed.
+    hash_frames : np.ndarray [shape=(n_hashes,), dtype=int32]
+        Anchor frame of each hash.
+    duration_s : float
+        Length of the signal.
+    """
+
+    peak_frames: np.ndarray
+    peak_bins: np.ndarray
+    hashes: np.ndarray
+    hash_frames: np.ndarray
+    duration_s: float
+
+    @property
+    def n_hashes(self) -> int:
+        """Number of hashes."""
+        return int(self.hashes.size)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Index entries sharing a hash with a query.
+
+    Attributes
+    ----------
+    track_ids : np.ndarray [shape=(n,), dtype=int64]
+    ref_frames : np.ndarray [shape=(n,), dtype=int32]
+        Anchor frame in the catalog track.
+    query_index : np.ndarray [shape=(n,), dtype=int64]
+        Which query hash (position in the looked-up array) hit.
+    """
+
+    track_ids: np.ndarray
+    ref_frames: np.ndarray
+    query_index: np.ndarray
+
+
+@dataclass(frozen=True)
+class Match:
+    """One candidate track for a clip.
+
+    Attributes
+    ----------
+    track_id : int
+        The caller's id of the catalog track.
+    offset_s : float
+        Where in the track the clip starts (in the track's own time).
+    score : int
+        Hashes aligned at that offset (within one frame).
+    speed : float
+        Speed hypothesis of the best alignment (1.03 = played 3 % fast).
+    n_hits : int
+        All hashes of the clip found in this track, at any offset.
+    confidence : float
+        Calibrated probability that this is the right track (0–1).
+    """
+
+    track_id: int
+    offset_s: float
+    score: int
+    speed: float
+    n_hits: int
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Plain types for JSON."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic model turning match statistics into a probability.
+
+    ``confidence = sigmoid(bias + w_score * log(score) + w_margin * log(score / runner_up)
+    + w_hashes * log(n_query_hashes))``, where ``runner_up`` is the best score of any other
+    track (at least 1). Coefficients are fitted by ``python -m bench.identify --calibrate``.
+    """
+
+    bias: float = -3.87
+    w_score: float = 2.45
+    w_margin: float = 4.19
+    w_hashes: float = -0.54
+    # fitted on 480 degraded dev queries (seed 1001); 0.8 kept wrong answers to 3 of 338 there
+    accept_confidence: float = 0.8
+
+    def confidence(self, score: np.ndarray, runner_up: np.ndarray, n_query_hashes: np.ndarray) -> np.ndarray:
+        """Probability of a correct match for arrays of statistics."""
+        s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
+        r = np.maximum(np.asarray(runner_up, dtype=np.float64), 1.0)
+        q = np.maximum(np.asarray(n_query_hashes, dtype=np.float64), 1.0)
+        z = self.bias + self.w_score * np.log(s) + self.w_margin * np.log(s / r) + self.w_hashes * np.log(q)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+DEFAULT_CALIBRATION = Calibration()
+
+
+@dataclass(frozen=True)
+class Identification:
+    """The answer for one clip.
+
+    Attributes
+    ----------
+    match : Match or None
+        The accepted track, or None for "not in the catalog".
+    candidates : tuple of Match
+        Best candidates, best first (the match, when there is one, is first).
+    n_query_hashes : int
+        Hashes the clip produced (0 for silence).
+    """
+
+    match: Match | None
+    candidates: tuple[Match, ...] = field(default_factory=tuple)
+    n_query_hashes: int = 0
+
+
+def _to_fp_rate(y: np.ndarray, sr: int) -> np.ndarray:
+    if y.ndim != 1:
+        raise ParameterError(f"expected mono audio, got shape {y.shape}")
+    if sr <= 0:
+        raise ParameterError(f"sr must be positive, got {sr}")
+    if not np.all(np.isfinite(y)):
+        raise ParameterError("audio contains NaN or infinite samples")
+    return resample(np.asarray(y, dtype=np.float32), orig_sr=sr, target_sr=FP_SR)
+
+
+def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral peaks with the strongest local contrast.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio.
+    sr : int
+        Its sample rate (resampled to ``FP_SR`` here).
+    params : FingerprintParams
+
+    Returns
+    -------
+    frames : np.ndarray [shape=(n_peaks,), dtype=int32]
+        Peak frames at ``FRAME_RATE``, ascending (ties by frequency).
+    bins : np.ndarray [shape=(n_peaks,), dtype=float32]
+        Sub-bin peak frequencies (parabolic interpolation of log magnitude).
+    """
+    x = _to_fp_rate(y, sr)
+    empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    if x.size < N_FFT or is_silent(x):
+        return empty
+    n_frames = 1 + (x.size - N_FFT) // HOP_LENGTH
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:n_frames]
+    window = np.hanning(N_FFT).astype(np.float32)
+    spec = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)  # (T, F)
+    lo = max(1, int(np.floor(params.min_hz * N_FFT / FP_SR)))
+    hi = min(N_FFT // 2, int(np.ceil(params.max_hz * N_FFT / FP_SR)) + 1)
+    floor = max(float(spec.max()) * 1e-4, 1e-9)  # -80 dB below the loudest bin
+    logS = np.log(np.maximum(spec[:, lo - 1 : hi + 1], floor))  # one guard bin each side
+    band = logS[:, 1:-1]
+    # contrast against the spectral envelope (about 1/3 octave at 1 kHz)
+    contrast = band - uniform_filter1d(band, size=21, axis=1, mode="nearest")
+    is_max = band == maximum_filter(band, size=(params.neighborhood_frames, params.neighborhood_bins), mode="constant", cval=-np.inf)
+    is_max &= contrast > 0.0
+    is_max &= band > np.log(floor) + 1e-3
+    t_idx, f_idx = np.nonzero(is_max)
+    if t_idx.size == 0:
+        return empty
+    strength = contrast[t_idx, f_idx]
+    # keep the strongest peaks in each one-second block
+    block = (t_idx / FRAME_RATE).astype(np.int64)
+    order = np.lexsort((-strength, block))
+    block_sorted = block[order]
+    first = np.searchsorted(block_sorted, block_sorted, side="left")
+    rank = np.arange(order.size) - first
+    keep = order[rank < params.peaks_per_s]
+    t_idx, f_idx = t_idx[keep], f_idx[keep]
+    # parabolic interpolation on the log magnitude for a sub-bin frequency
+    a = logS[t_idx, f_idx]
+    b = logS[t_idx, f_idx + 1]
+    c = logS[t_idx, f_idx + 2]
+    denom = a - 2.0 * b + c
+    delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+    bins = (lo + f_idx + np.clip(delta, -0.5, 0.5)).astype(np.float32)
+    order = np.lexsort((bins, t_idx))
+    return t_idx[order].astype(np.int32), bins[order]
+
+
+def pair_peaks(frames: np.ndarray, bins: np.ndarray, *, params: FingerprintParams = REFERENCE_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """Choose landmark pairs: each anchor with its first ``fanout`` targets in the target zone.
+
+    Parameters
+    ----------
+    frames : np.ndarray [shape=(n,)]
+        Peak frames, ascending.
+    bins : np.ndarray [shape=(n,)]
+        Sub-bin peak frequencies.
+    params : FingerprintParams
+
+    Returns
+    -------
+    anchors, targets : np.ndarray [shape=(m,), dtype=int64]
+        Indices into the peaks.
+    """
+    if frames.shape != bins.shape or frames.ndim != 1:
+        raise ParameterError("frames and bins must be 1-D arrays of one length")
+    n = frames.size
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    t = frames.astype(np.float64)
+    f = bins.astype(np.float64)
+    # targets are among the next `width` peaks in time order
+    width = int(min(n - 1, max(params.fanout * 4, np.ceil(params.peaks_per_s * 1.5 * params.max_dt_frames / FRAME_RATE))))
+    i = np.arange(n)[:, None]
+    j = i + np.arange(1, width + 1)[None, :]
+    inside = j < n
+    j = np.minimum(j, n - 1)
+    dt = t[j] - t[i]
+    valid = inside & (dt >= 0.5) & (dt <= params.max_dt_frames) & (np.abs(f[j] - f[i]) <= params.max_df_bins)
+    valid &= np.cumsum(valid, axis=1) <= params.fanout
+    ai, k = np.nonzero(valid)
+    return ai.astype(np.int64), (ai + k + 1).astype(np.int64)
+
+
+def hash_pairs(
+    frames: np.ndarray,
+    bins: np.ndarray,
+    anchors: np.ndarray,
+    targets: np.ndarray,
+    *,
+    speed: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hash landmark pairs, optionally undoing a speed change.
+
+    Parameters
+    ----------
+    frames, bins : np.ndarray [shape=(n,)]
+        Peak frames and sub-bin frequencies.
+    anchors, targets : np.ndarray [shape=(m,)]
+        Pairs from ``pair_peaks``.
+    speed : float
+        Hypothesised playback speed of the audio these peaks come from; peaks are
+        mapped to the original's time and frequency (``t * speed``, ``f / speed``)
+        before hashing, so a 3 % fast clip hashes like the original at ``speed=1.03``.
+
+    Returns
+    -------
+    hashes : np.ndarray [shape=(m',), dtype=uint32]
+        Pairs whose steps leave the hash's range after the mapping are dropped.
+    anchor_frames : np.ndarray [shape=(m',), dtype=int32]
+        Anchor time in the original's frames.
+    """
+    if not 0.5 <= speed <= 2.0:
+        raise ParameterError(f"speed must be within 0.5..2, got {speed}")
+    t = frames.astype(np.float64) * speed
+    f = np.rint(bins.astype(np.float64) / speed).astype(np.int64)
+    dt = np.rint(t[targets] - t[anchors]).astype(np.int64)
+    df = f[targets] - f[anchors]
+    f1 = f[anchors]
+    ok = (dt >= 1) & (dt <= MAX_DT_FRAMES) & (np.abs(df) <= MAX_DF_BINS) & (f1 >= 0) & (f1 < (1 << _F_BITS))
+    hashes = (f1[ok] << (_DF_BITS + _DT_BITS)) | ((df[ok] + (1 << (_DF_BITS - 1))) << _DT_BITS) | dt[ok]
+    return hashes.astype(np.uint32), np.rint(t[anchors[ok]]).astype(np.int32)
+
+
+def hash_peaks(
+    frames: np.ndarray,
+    bins: np.ndarray,
+    *,
+    speed: float = 1.0,
+    params: FingerprintParams = REFERENCE_PARAMS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``pair_peaks`` then ``hash_pairs``: landmark hashes and anchor frames of peaks."""
+    anchors, targets = pair_peaks(frames, bins, params=params)
+    return hash_pairs(frames, bins, anchors, targets, speed=speed)
+
+
+def fingerprint(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_PARAMS) -> Fingerprints:
+    """Fingerprint a signal.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio at any rate.
+    sr : int
+        Sample rate of ``y`` in Hz.
+    params : FingerprintParams
+        ``REFERENCE_PARAMS`` for catalog tracks, ``QUERY_PARAMS`` for clips.
+
+    Returns
+    -------
+    Fingerprints
+        Empty (no peaks, no hashes) for silence.
+    """
+    frames, bins = find_peaks(y, sr=sr, params=params)
+    hashes, hash_frames = hash_peaks(frames, bins, params=params)
+    return Fingerprints(
+        peak_frames=frames,
+        peak_bins=bins,
+        hashes=hashes,
+        hash_frames=hash_frames,
+        duration_s=float(len(y)) / sr,
+    )
+
+
+LookupFn = Callable[[np.ndarray], Hits]
+
+
+def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[tuple[int, int, int, int]]:
+    """Best (track_id, offset_frames, aligned score, raw hits) per track, best first."""
+    if hits.track_ids.size == 0:
+        return []
+    tracks, inverse, counts = np.unique(hits.track_ids, return_inverse=True, return_counts=True)
+    cand = np.argsort(-counts, kind="stable")[:top_tracks]
+    offsets = hits.ref_frames.astype(np.int64) - q_frames[hits.query_index]
+    out = []
+    by_track = np.argsort(inverse, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    for c in cand:
+        if counts[c] < 2:
+            break
+        sel = by_track[bounds[c] : bounds[c + 1]]
+        off = offsets[sel]
+        # count each query hash at most once per offset: repeated ref entries inflate nothing
+        qi = hits.query_index[sel]
+        pair = np.unique(off * (1 << 24) + qi)
+        off = pair >> 24
+        base = off.min()
+        hist = np.bincount(off - base)
+        # one frame of tolerance: rounding and residual speed error smear the peak
+        smooth = hist.copy()
+        smooth[1:] += hist[:-1]
+        smooth[:-1] += hist[1:]
+        k = int(np.argmax(smooth))
+        out.append((int(tracks[c]), int(base + k), int(smooth[k]), int(counts[c])))
+    out.sort(key=lambda r: -r[2])
+    return out
+
+
+def match(
+    fp: Fingerprints,
+    lookup: LookupFn,
+    *,
+    speeds: Sequence[float] = DEFAULT_SPEEDS,
+    params: FingerprintParams = QUERY_PARAMS,
+    top_tracks: int = 20,
+    max_candidates: int = 5,
+    calibration: Calibration = DEFAULT_CALIBRATION,
+    early_stop_confidence: float = 0.999,
+) -> list[Match]:
+    """Rank catalog tracks for a clip under several speed hypotheses.
+
+    Parameters
+    ----------
+    fp : Fingerprints
+        The clip's fingerprints (its peaks are re-hashed per speed).
+    lookup : callable
+        ``lookup(hashes) -> Hits``, usually ``FingerprintIndex.lookup``.
+    speeds : sequence of float
+        Hypotheses in the order to try them; the search stops early once one
+        gives a match with ``early_stop_confidence``.
+    params : FingerprintParams
+        Pairing parameters (must match the index's hash layout).
+    top_tracks : int
+        Tracks with most raw hits that get an offset histogram, per hypothesis.
+    max_candidates : int
+        Length of the returned list.
+    calibration : Calibration
+
+    Returns
+    -------
+    list of Match
+        Best first, one per track, with calibrated confidences.
+    """
+    if not speeds:
+        raise ParameterError("speeds must not be empty")
+    if top_tracks < 1 or max_candidates < 1:
+        raise ParameterError("top_tracks and max_candidates must be at least 1")
+    best: dict[int, tuple[int, float, int, float]] = {}  # track -> (score, offset_s, n_hits, speed)
+    n_q = 0
+    anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params)
+    grid = sorted(speeds)
+    tried: set[float] = set()
+    for speed in speeds:
+        hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed)
+        n_q = max(n_q, hashes.size)
+        if hashes.size == 0:
+            continue
+        for track, off, score, n_hits in _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks):
+            if track not in best or score > best[track][0]:
+                best[track] = (score, off / FRAME_RATE, n_hits, speed)
+        tried.add(speed)
+        if early_stop_confidence < 1.0 and best:
+            top = _ranked(best, n_q, calibration, 1)
+            # stop once confident, but only after the winner's grid neighbours were tried:
+            # a neighbouring speed may align better (a truer speed and offset)
+            if top and top[0].confidence >= early_stop_confidence and _neighbours(grid, top[0].speed) <= tried:
+                break
+    return _ranked(best, n_q, calibration, max_candidates)
+
+
+def _neighbours(grid: list[float], speed: float) -> set[float]:
+    i = grid.index(speed)
+    return set(grid[max(0, i - 1) : i + 2])
+
+
+def _ranked(best: dict[int, tuple[int, float, int, float]], n_q: int, calibration: Calibration, limit: int) -> list[Match]:
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+    scores = np.array([v[0] for _, v in ranked], dtype=np.float64)
+    runner = np.ones_like(scores)
+    if scores.size > 1:
+        # for the leader, the next track; for the others, the leader
+        runner[0] = scores[1]
+        runner[1:] = scores[0]
+    conf = calibration.confidence(scores, runner, np.full_like(scores, n_q))
+    return [
+        Match(
+            track_id=int(track), offset_s=round(off, 3), score=int(score), speed=float(speed),
+            n_hits=int(n_hits), confidence=round(float(c), 4),
+        )
+        for (track, (score, off, n_hits, speed)), c in zip(ranked, conf)
+    ]
+
+
+def identify(
+    y: np.ndarray,
+    *,
+    sr: int,
+    lookup: LookupFn,
+    speeds: Sequence[float] = DEFAULT_SPEEDS,
+    calibration: Calibration = DEFAULT_CALIBRATION,
+    max_candidates: int = 5,
+) -> Identification:
+    """Identify the catalog track in a clip, or say it is not in the catalog.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        The clip, mono, any rate.
+    sr : int
+    lookup : callable
+        ``FingerprintIndex.lookup`` of the catalog's index.
+    speeds : sequence of float
+        Speed hypotheses (see ``DEFAULT_SPEEDS``).
+    calibration : Calibration
+        Confidence model and acceptance threshold.
+    max_candidates : int
+
+    Returns
+    -------
+    Identification
+        ``match`` is None when the best candidate's confidence is below
+        ``calibration.accept_confidence`` or the clip is silent.
+    """
+    fp = fingerprint(y, sr=sr, params=QUERY_PARAMS)
+    if fp.peak_frames.size < 2:
+        return Identification(match=None, candidates=(), n_query_hashes=0)
+    cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates)
+    accepted = cands[0] if cands and cands[0].confidence >= calibration.accept_confidence else None
+    return Identification(match=accepted, candidates=tuple(cands), n_query_hashes=fp.n_hashes)

@@ -1,0 +1,513 @@
+"""An on-disk landmark index, memory-mapped and shared by every worker process.
+
+Layout of an index directory::
+
+    CURRENT                 the active version number (replaced atomically)
+    LOCK                    writers hold an exclusive flock on it
+    versions/v00000007.json a version: its segments and the tracks removed from each
+    segments/<name>/        an immutable segment:
+        keys.npy    uint32 [n]  hashes, ascending
+        vals.npy    uint32 [n]  (segment-local track << 16) | anchor frame
+        tracks.npy  int64  [k]  the caller's track id of each local track
+        durations.npy float32 [k]
+
+Segments never change once written; a version lists segments plus a
+tombstone set per segment. Adding tracks writes a new small segment and a new
+version; removing tracks writes a new version with more tombstones;
+``compact`` merges segments and drops tombstoned entries. Every file is written
+to a temporary name and moved into place with ``os.replace``, and CURRENT is
+switched last, so a reader sees either the old or the new version, never half
+of one. Readers map the arrays read-only (``np.load(mmap_mode='r')``): the OS
+page cache is shared by all processes. Unreferenced segments are deleted after
+``keep_versions`` newer versions exist; a reader still using one keeps its
+mapping (POSIX unlink semantics), and ``reload`` picks up the new version.
+
+Storage: 8 bytes per hash (key and packed value). 16 bits of anchor frame at
+31.25 frames/s cover 34 min per track; a segment holds up to 65 536 tracks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import EngineError, ParameterError
+from engine.fingerprint import (
+    DEFAULT_CALIBRATION,
+    DEFAULT_SPEEDS,
+    FRAME_RATE,
+    HASH_BITS,
+    Calibration,
+    Fingerprints,
+    Hits,
+    Match,
+    match,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "mixwith-fpindex-1"
+_TIME_BITS = 16
+_MAX_FRAME = (1 << _TIME_BITS) - 1
+MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
+MAX_TRACK_ID = (1 << 63) - 1
+
+
+class IndexError_(EngineError):
+    """The index directory is missing, damaged or of another format."""
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """Size of the active version.
+
+    Attributes
+    ----------
+    version : int
+    n_tracks : int
+        Live (not removed) tracks.
+    n_hashes : int
+        Stored hashes, removed tracks' included until compaction.
+    n_segments : int
+    bytes : int
+        Bytes of hash arrays on disk for this version.
+    audio_s : float
+        Total duration of the live tracks.
+    """
+
+    version: int
+    n_tracks: int
+    n_hashes: int
+    n_segments: int
+    bytes: int
+    audio_s: float
+
+    @property
+    def bytes_per_hour(self) -> float:
+        """Index bytes per hour of live audio."""
+        return self.bytes / (self.audio_s / 3600.0) if self.audio_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Plain types for JSON (e.g. ``model_versions.metrics``)."""
+        return {
+            "version": self.version, "n_tracks": self.n_tracks, "n_hashes": self.n_hashes,
+            "n_segments": self.n_segments, "bytes": self.bytes, "audio_s": round(self.audio_s, 1),
+            "bytes_per_hour": round(self.bytes_per_hour),
+        }
+
+
+@dataclass(frozen=True)
+class _Segment:
+    name: str
+    keys: np.ndarray
+    vals: np.ndarray
+    tracks: np.ndarray
+    durations: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.vals.nbytes)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class FingerprintIndex:
+    """A versioned, memory-mapped landmark index in one directory.
+
+    Open with ``FingerprintIndex.open(path)`` (``create=True`` makes an empty one).
+    Reading methods (``lookup``, ``query``, ``tracks``) use the version loaded at
+    open or at the last ``reload``; writing methods lock the directory, build on
+    the newest version on disk and leave this object at the version they wrote.
+    """
+
+    def __init__(self, root: Path, *, keep_versions: int, max_segments: int) -> None:
+        self._root = root
+        self._keep_versions = keep_versions
+        self._max_segments = max_segments
+        self._version = -1
+        self._manifest: dict = {}
+        self._segments: list[_Segment] = []
+        self._alive: list[np.ndarray] = []
+        self._cache: dict[str, _Segment] = {}
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        keep_versions: int = 3,
+        max_segments: int = 8,
+    ) -> FingerprintIndex:
+        """Open the index at ``path``.
+
+        Parameters
+        ----------
+        path : path-like
+            Index directory.
+        create : bool
+            Create an empty index when the directory holds none.
+        keep_versions : int >= 1
+            Old versions whose segments are kept for readers still on them.
+        max_segments : int >= 2
+            When an add leaves more segments than this, the small ones are merged.
+
+        Raises
+        ------
+        IndexError_
+            No index there (and ``create`` is False) or an unreadable one.
+        """
+        if keep_versions < 1:
+            raise ParameterError("keep_versions must be at least 1")
+        if max_segments < 2:
+            raise ParameterError("max_segments must be at least 2")
+        root = Path(path)
+        if not (root / "CURRENT").is_file():
+            if not create:
+                raise IndexError_(f"no fingerprint index at {root}")
+            (root / "versions").mkdir(parents=True, exist_ok=True)
+            (root / "segments").mkdir(exist_ok=True)
+            index = cls(root, keep_versions=keep_versions, max_segments=max_segments)
+            with index._locked():
+                if not (root / "CURRENT").is_file():
+                    index._publish({"format": FORMAT, "version": 0, "hash_bits": HASH_BITS, "segments": []})
+        index = cls(root, keep_versions=keep_versions, max_segments=max_segments)
+        index.reload()
+        return index
+
+    @property
+    def path(self) -> Path:
+        """Index directory."""
+        return self._root
+
+    @property
+    def version(self) -> int:
+        """Version this object reads."""
+        return self._version
+
+    def reload(self) -> bool:
+        """Switch to the newest version on disk; return True if it changed."""
+        for attempt in range(5):
+            try:
+                current = int((self._root / "CURRENT").read_text().strip())
+                if current == self._version:
+                    return False
+                manifest = json.loads((self._root / "versions" / f"v{current:08d}.json").read_text())
+                self._load(manifest)
+                return True
+            except FileNotFoundError:
+                # a writer garbage-collected what we were about to open: read CURRENT again
+                time.sleep(0.01 * (attempt + 1))
+            except (ValueError, KeyError) as exc:
+                raise IndexError_(f"damaged fingerprint index at {self._root}: {exc}") from None
+        raise IndexError_(f"fingerprint index at {self._root} keeps changing under the reader")
+
+    def _load(self, manifest: dict) -> None:
+        if manifest.get("format") != FORMAT or manifest.get("hash_bits") != HASH_BITS:
+            raise IndexError_(f"{self._root} holds another index format ({manifest.get('format')})")
+        segments, alive = [], []
+        for entry in manifest["segments"]:
+            seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
+            removed = np.asarray(entry.get("removed", []), dtype=np.int64)
+            segments.append(seg)
+            alive.append(~np.isin(seg.tracks, removed))
+        self._cache = {s.name: s for s in segments}
+        self._segments, self._alive = segments, alive
+        self._manifest = manifest
+        self._version = int(manifest["version"])
+
+    def _open_segment(self, name: str) -> _Segment:
+        d = self._root / "segments" / name
+        return _Segment(
+            name=name,
+            keys=np.load(d / "keys.npy", mmap_mode="r"),
+            vals=np.load(d / "vals.npy", mmap_mode="r"),
+            tracks=np.load(d / "tracks.npy"),
+            durations=np.load(d / "durations.npy"),
+        )
+
+    # ---------------------------------------------------------------- reading
+    def tracks(self) -> dict[int, float]:
+        """Live track ids with their durations in seconds."""
+        out: dict[int, float] = {}
+        for seg, alive in zip(self._segments, self._alive):
+            for tid, dur in zip(seg.tracks[alive].tolist(), seg.durations[alive].tolist()):
+                out[int(tid)] = float(dur)
+        return out
+
+    def __contains__(self, track_id: object) -> bool:
+        return any(
+            bool(np.any(seg.tracks[alive] == track_id)) for seg, alive in zip(self._segments, self._alive)
+        )
+
+    def __len__(self) -> int:
+        return int(sum(int(a.sum()) for a in self._alive))
+
+    def stats(self) -> IndexStats:
+        """Sizes of the version this object reads."""
+        audio = sum(float(seg.durations[alive].sum()) for seg, alive in zip(self._segments, self._alive))
+        return IndexStats(
+            version=self._version,
+            n_tracks=len(self),
+            n_hashes=int(sum(s.keys.size for s in self._segments)),
+            n_segments=len(self._segments),
+            bytes=int(sum(s.nbytes for s in self._segments)),
+            audio_s=audio,
+        )
+
+    def lookup(self, hashes: np.ndarray) -> Hits:
+        """Every live entry sharing a hash with ``hashes``.
+
+        Parameters
+        ----------
+        hashes : np.ndarray [shape=(m,), dtype=uint32]
+
+        Returns
+        -------
+        Hits
+            ``query_index`` points into ``hashes``.
+        """
+        q_raw = np.asarray(hashes, dtype=np.uint32)
+        # sorted needles walk the mapped keys in order: far fewer page and cache misses
+        q_order = np.argsort(q_raw, kind="stable")
+        q = q_raw[q_order]
+        parts_t, parts_f, parts_q = [], [], []
+        for seg, alive in zip(self._segments, self._alive):
+            if seg.keys.size == 0 or q.size == 0:
+                continue
+            lo = np.searchsorted(seg.keys, q, side="left")
+            hi = np.searchsorted(seg.keys, q, side="right")
+            counts = hi - lo
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            qi = np.repeat(q_order, counts)
+            starts = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+            pos = starts + np.arange(total)
+            v = np.asarray(seg.vals[pos])
+            local = (v >> _TIME_BITS).astype(np.int64)
+            keep = alive[local]
+            parts_t.append(seg.tracks[local[keep]])
+            parts_f.append((v[keep] & _MAX_FRAME).astype(np.int32))
+            parts_q.append(qi[keep])
+        if not parts_t:
+            return Hits(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+        return Hits(np.concatenate(parts_t), np.concatenate(parts_f), np.concatenate(parts_q))
+
+    def query(
+        self,
+        fp: Fingerprints,
+        *,
+        speeds: Sequence[float] = DEFAULT_SPEEDS,
+        calibration: Calibration = DEFAULT_CALIBRATION,
+        max_candidates: int = 5,
+    ) -> list[Match]:
+        """Candidate tracks for a clip's fingerprints, best first (see ``engine.fingerprint.match``)."""
+        return match(fp, self.lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates)
+
+    # ---------------------------------------------------------------- writing
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self._root / "LOCK", "a+") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def add(self, track_id: int, fp: Fingerprints) -> int:
+        """Add (or replace) one track; return the new version."""
+        return self.add_many([(track_id, fp)])
+
+    def add_many(self, items: Iterable[tuple[int, Fingerprints]]) -> int:
+        """Add (or replace) tracks in one new segment; return the new version.
+
+        Parameters
+        ----------
+        items : iterable of (int, Fingerprints)
+            Track ids (non-negative, the catalog's) with their reference fingerprints.
+        """
+        items = list(items)
+        if not items:
+            return self._version
+        ids = [int(t) for t, _ in items]
+        if len(set(ids)) != len(ids):
+            raise ParameterError("a track id appears twice in one add")
+        for tid, fp in items:
+            if not 0 <= tid <= MAX_TRACK_ID:
+                raise ParameterError(f"track id must be a non-negative int64, got {tid}")
+            if fp.hash_frames.size and int(fp.hash_frames.max()) > _MAX_FRAME:
+                raise ParameterError(
+                    f"track {tid} is longer than the index's {_MAX_FRAME / FRAME_RATE / 60:.0f} min"
+                )
+        chunks = [items[i : i + MAX_TRACKS_PER_SEGMENT] for i in range(0, len(items), MAX_TRACKS_PER_SEGMENT)]
+        with self._locked():
+            manifest = self._newest_manifest()
+            segments = [dict(s) for s in manifest["segments"]]
+            self._tombstone(segments, set(ids))
+            for chunk in chunks:
+                keys = [fp.hashes for _, fp in chunk]
+                vals = [
+                    (np.uint32(i) << np.uint32(_TIME_BITS)) | fp.hash_frames.astype(np.uint32)
+                    for i, (_, fp) in enumerate(chunk)
+                ]
+                name = self._write_segment(
+                    np.concatenate(keys) if keys else np.zeros(0, np.uint32),
+                    np.concatenate(vals) if vals else np.zeros(0, np.uint32),
+                    np.array([t for t, _ in chunk], dtype=np.int64),
+                    np.array([fp.duration_s for _, fp in chunk], dtype=np.float32),
+                )
+                segments.append({"name": name, "removed": []})
+            if len(segments) > self._max_segments:
+                segments = self._merge_small(segments)
+            return self._publish({**manifest, "segments": segments})
+
+    def remove(self, track_ids: int | Iterable[int]) -> int:
+        """Remove tracks (unknown ids are ignored); return the new version."""
+        ids = {int(track_ids)} if isinstance(track_ids, (int, np.integer)) else {int(t) for t in track_ids}
+        with self._locked():
+            manifest = self._newest_manifest()
+            segments = [dict(s) for s in manifest["segments"]]
+            if not self._tombstone(segments, ids):
+                self.reload()
+                return self._version
+            return self._publish({**manifest, "segments": segments})
+
+    def compact(self) -> int:
+        """Merge every segment into as few as possible, dropping removed tracks."""
+        with self._locked():
+            manifest = self._newest_manifest()
+            merged = self._merge([dict(s) for s in manifest["segments"]])
+            return self._publish({**manifest, "segments": merged})
+
+    def _newest_manifest(self) -> dict:
+        self.reload()
+        return self._manifest
+
+    def _tombstone(self, segments: list[dict], ids: set[int]) -> bool:
+        changed = False
+        for entry in segments:
+            seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
+            removed = set(entry.get("removed", []))
+            hit = {int(t) for t in seg.tracks.tolist() if int(t) in ids} - removed
+            if hit:
+                entry["removed"] = sorted(removed | hit)
+                changed = True
+        return changed
+
+    def _merge_small(self, segments: list[dict]) -> list[dict]:
+        sizes = [self._segment_size(e["name"]) for e in segments]
+        biggest = int(np.argmax(sizes))
+        rest = [e for i, e in enumerate(segments) if i != biggest]
+        return [segments[biggest], *self._merge(rest)]
+
+    def _segment_size(self, name: str) -> int:
+        seg = self._cache.get(name) or self._open_segment(name)
+        return int(seg.keys.size)
+
+    def _merge(self, entries: list[dict]) -> list[dict]:
+        """Merge segments into new ones of at most MAX_TRACKS_PER_SEGMENT live tracks."""
+        pieces = []  # (track_id, duration, keys, frames) of live tracks
+        for entry in entries:
+            seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
+            removed = set(entry.get("removed", []))
+            live = [i for i, t in enumerate(seg.tracks.tolist()) if t not in removed]
+            if not live:
+                continue
+            local = np.asarray(seg.vals) >> _TIME_BITS
+            order = np.argsort(local, kind="stable")
+            bounds = np.searchsorted(local[order], np.arange(seg.tracks.size + 1))
+            for i in live:
+                sel = order[bounds[i] : bounds[i + 1]]
+                pieces.append((int(seg.tracks[i]), float(seg.durations[i]), np.asarray(seg.keys)[sel], np.asarray(seg.vals)[sel] & _MAX_FRAME))
+        out = []
+        for start in range(0, len(pieces), MAX_TRACKS_PER_SEGMENT):
+            chunk = pieces[start : start + MAX_TRACKS_PER_SEGMENT]
+            keys = np.concatenate([p[2] for p in chunk]).astype(np.uint32)
+            vals = np.concatenate(
+                [(np.uint32(i) << np.uint32(_TIME_BITS)) | p[3].astype(np.uint32) for i, p in enumerate(chunk)]
+            )
+            name = self._write_segment(
+                keys, vals, np.array([p[0] for p in chunk], np.int64), np.array([p[1] for p in chunk], np.float32)
+            )
+            out.append({"name": name, "removed": []})
+        return out
+
+    def _write_segment(self, keys: np.ndarray, vals: np.ndarray, tracks: np.ndarray, durations: np.ndarray) -> str:
+        order = np.argsort(keys, kind="stable")
+        name = f"s{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+        tmp = self._root / "segments" / f".{name}.tmp"
+        tmp.mkdir(parents=True)
+        _save_array(tmp / "keys.npy", keys[order].astype(np.uint32))
+        _save_array(tmp / "vals.npy", vals[order].astype(np.uint32))
+        _save_array(tmp / "tracks.npy", tracks.astype(np.int64))
+        _save_array(tmp / "durations.npy", durations.astype(np.float32))
+        _fsync_dir(tmp)
+        os.replace(tmp, self._root / "segments" / name)
+        _fsync_dir(self._root / "segments")
+        return name
+
+    def _publish(self, manifest: dict) -> int:
+        """Write a new version, switch CURRENT to it, collect garbage, load it."""
+        versions = self._root / "versions"
+        current_file = self._root / "CURRENT"
+        newest = int(current_file.read_text().strip()) if current_file.is_file() else 0
+        version = newest + 1 if current_file.is_file() else 0
+        manifest = {**manifest, "version": version, "created_unix": time.time()}
+        _write_json_atomic(versions / f"v{version:08d}.json", manifest)
+        tmp = self._root / f".CURRENT.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(f"{version}\n")
+        os.replace(tmp, current_file)
+        _fsync_dir(self._root)
+        self._collect_garbage(version)
+        self.reload()
+        logger.info("fingerprint index %s now at version %d", self._root, version)
+        return version
+
+    def _collect_garbage(self, version: int) -> None:
+        keep_from = version - self._keep_versions
+        referenced: set[str] = set()
+        for f in sorted((self._root / "versions").glob("v*.json")):
+            v = int(f.stem[1:])
+            if v < keep_from:
+                f.unlink(missing_ok=True)
+                continue
+            referenced.update(e["name"] for e in json.loads(f.read_text())["segments"])
+        for d in (self._root / "segments").iterdir():
+            if d.name not in referenced and not d.name.startswith("."):
+                shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Landmark fingerprints and clip identification on synthesized tracks with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from engine.camelot import Key
+from engine.errors import ParameterError
+from engine.fingerprint import (
+    FRAME_RATE,
+    QUERY_PARAMS,
+    FingerprintParams,
+    fingerprint,
+    hash_peaks,
+    identify,
+)
+from engine.fpindex import FingerprintIndex
+from engine.synth import TrackSpec, render
+
+SR = 8000
+
+
+def _spec(i: int, duration_s: float = 30.0) -> TrackSpec:
+    styles = ("house", "techno", "drum & bass", "hip-hop", "disco", "trance")
+    bpms = (122.0, 131.0, 172.0, 92.0, 116.0, 136.0)
+    return TrackSpec(style=styles[i % 6], bpm=bpms[i % 6], key=Key(i % 12, "minor" if i % 2 else "major"),
+                     duration_s=duration_s, seed=100 + i)
+
+
+def _track(i: int, duration_s: float = 30.0) -> np.ndarray:
+    """A synthesized loop with a non-repeating lead of random notes, so every offset is unique."""
+    y = render(_spec(i, duration_s), sr=SR).astype(np.float64)
+    rng = np.random.default_rng(1000 + i)
+    t0 = 0.0
+    while t0 < duration_s - 0.5:
+        dur = rng.uniform(0.12, 0.5)
+        n0, n = int(t0 * SR), int(dur * SR)
+        tt = np.arange(n) / SR
+        f0 = 220.0 * 2 ** (rng.integers(0, 36) / 12)
+        note = sum(0.5**k * np.sin(2 * np.pi * f0 * (k + 1) * tt) for k in range(3)) * np.exp(-tt / (0.6 * dur))
+        y[n0 : n0 + n] += 0.25 * note[: len(y) - n0]
+        t0 += dur + rng.uniform(0.0, 0.2)
+    return (y / np.max(np.abs(y)) * 0.9).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> dict[int, np.ndarray]:
+    """Five synthesized 30 s tracks keyed by catalog id."""
+    return {10 + i: _track(i) for i in range(5)}
+
+
+@pytest.fixture(scope="module")
+def index(catalog: dict[int, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> FingerprintIndex:
+    idx = FingerprintIndex.open(tmp_path_factory.mktemp("fp") / "index", create=True)
+    idx.add_many((tid, fingerprint(y, sr=SR)) for tid, y in catalog.items())
+    return idx
+
+
+def _noisy(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(y.size)
+    noise *= np.sqrt(np.mean(y**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return (y + noise).astype(np.float32)
+
+
+def test_fingerprint_is_deterministic_and_dense(catalog: dict[int, np.ndarray]) -> None:
+    """The same audio gives the same hashes, tens per second."""
+    y = catalog[10]
+    a, b = fingerprint(y, sr=SR), fingerprint(y.copy(), sr=SR)
+    assert np.array_equal(a.hashes, b.hashes) and np.array_equal(a.hash_frames, b.hash_frames)
+    assert 30 < a.n_hashes / a.duration_s < 200
+    assert np.all(np.diff(a.peak_frames) >= 0)
+
+
+def test_fingerprint_of_silence_is_empty() -> None:
+    """Digital silence yields no peaks and no hashes."""
+    fp = fingerprint(np.zeros(SR * 5, np.float32), sr=SR)
+    assert fp.n_hashes == 0 and fp.peak_frames.size == 0
+
+
+def test_fingerprint_rejects_bad_input() -> None:
+    """Stereo arrays, NaNs and bad rates are parameter errors."""
+    with pytest.raises(ParameterError):
+        fingerprint(np.zeros((2, 8000), np.float32), sr=SR)
+    with pytest.raises(ParameterError):
+        fingerprint(np.full(8000, np.nan, np.float32), sr=SR)
+    with pytest.raises(ParameterError):
+        fingerprint(np.zeros(8000, np.float32), sr=0)
+    with pytest.raises(ParameterError):
+        FingerprintParams(fanout=0)
+
+
+def test_speed_hypothesis_undoes_resampling(catalog: dict[int, np.ndarray]) -> None:
+    """Hashing a 3 % fast copy at speed 1.03 recovers most original hashes; at 1.0 almost none."""
+    y = catalog[11][: SR * 20]
+    ref = fingerprint(y, sr=SR)
+    fast = fingerprint(resample_poly(y, 100, 103).astype(np.float32), sr=SR)
+    ref_set = set(ref.hashes.tolist())
+    plain = hash_peaks(fast.peak_frames, fast.peak_bins)[0]
+    mapped = hash_peaks(fast.peak_frames, fast.peak_bins, speed=1.03)[0]
+    share_plain = np.isin(plain, list(ref_set)).mean()
+    share_mapped = np.isin(mapped, list(ref_set)).mean()
+    assert share_mapped > 0.3
+    assert share_mapped > 3 * share_plain
+
+
+@pytest.mark.parametrize("track_id,start_s", [(10, 3.0), (12, 11.52), (14, 17.3)])
+def test_identify_recovers_track_and_offset(
+    catalog: dict[int, np.ndarray], index: FingerprintIndex, track_id: int, start_s: float, rng: np.random.Generator
+) -> None:
+    """A noisy 5 s excerpt is matched to its track at its offset (within one frame)."""
+    y = catalog[track_id]
+    start = int(start_s * SR)
+    clip = _noisy(y[start : start + 5 * SR], snr_db=5.0, rng=rng)
+    res = identify(clip, sr=SR, lookup=index.lookup)
+    assert res.match is not None
+    assert res.match.track_id == track_id
+    assert abs(res.match.offset_s - start_s) <= 1.0 / FRAME_RATE + 1e-6
+    assert res.match.confidence >= 0.5
+    assert res.candidates[0] == res.match
+
+
+@pytest.mark.parametrize("speed", [0.97, 1.03])
+def test_identify_handles_pitch_fader(
+    catalog: dict[int, np.ndarray], index: FingerprintIndex, speed: float, rng: np.random.Generator
+) -> None:
+    """A clip played 3 % slow or fast (tempo and pitch together) is found, with its speed and offset."""
+    y = catalog[13]
+    start_s = 8.0
+    src = y[int(start_s * SR) : int((start_s + 6 * speed) * SR)]
+    up, down = (100, 97) if speed == 0.97 else (100, 103)
+    clip = _noisy(resample_poly(src, up, down).astype(np.float32), snr_db=5.0, rng=rng)
+    res = identify(clip, sr=SR, lookup=index.lookup)
+    assert res.match is not None and res.match.track_id == 13
+    assert abs(res.match.speed - speed) <= 0.008
+    assert abs(res.match.offset_s - start_s) <= 0.1
+
+
+def test_identify_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator) -> None:
+    """Tracks not in the index and plain noise come back as no match."""
+    for i in range(5, 9):  # same synthesizer, styles and drum sounds, other tracks
+        y = _track(i, duration_s=12.0)
+        res = identify(_noisy(y[SR : 11 * SR], snr_db=10.0, rng=rng), sr=SR, lookup=index.lookup)
+        assert res.match is None, res.candidates[:1]
+    noise = rng.standard_normal(SR * 10).astype(np.float32) * 0.1
+    assert identify(noise, sr=SR, lookup=index.lookup).match is None
+
+
+def test_identify_silence_is_no_match(index: FingerprintIndex) -> None:
+    """A silent clip is answered with no match and no candidates."""
+    res = identify(np.zeros(SR * 5, np.float32), sr=SR, lookup=index.lookup)
+    assert res.match is None and res.candidates == () and res.n_query_hashes == 0
+
+
+def test_query_params_are_denser(catalog: dict[int, np.ndarray]) -> None:
+    """Queries keep more peaks than references, so surviving reference peaks are found."""
+    y = catalog[10]
+    assert fingerprint(y, sr=SR, params=QUERY_PARAMS).peak_frames.size > 1.5 * fingerprint(y, sr=SR).peak_frames.size
+
+
+def test_fingerprint_accepts_any_rate(catalog: dict[int, np.ndarray], index: FingerprintIndex, tmp_path: Path) -> None:
+    """A clip at 22050 Hz is resampled internally and still identified."""
+    y = resample_poly(catalog[14][SR * 5 : SR * 15], 441, 160).astype(np.float32)
+    res = identify(y, sr=22050, lookup=index.lookup)
+    assert res.match is not None and res.match.track_id == 14

@@ -1,0 +1,173 @@
+"""The on-disk fingerprint index: add, remove, reload, compaction and concurrent readers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import ParameterError
+from engine.fingerprint import Fingerprints, hash_peaks
+from engine.fpindex import FingerprintIndex, IndexError_
+
+N_PEAKS = 600
+
+
+def _fake_fp(seed: int, duration_s: float = 60.0) -> Fingerprints:
+    """Fingerprints of random peaks: distinct per seed, cheap to make."""
+    rng = np.random.default_rng(seed)
+    frames = np.sort(rng.integers(0, int(duration_s * 31.25), N_PEAKS)).astype(np.int32)
+    bins = rng.uniform(5, 249, N_PEAKS).astype(np.float32)
+    h, t = hash_peaks(frames, bins)
+    return Fingerprints(frames, bins, h, t, duration_s)
+
+
+def _excerpt(fp: Fingerprints, start: int, length: int = 300) -> Fingerprints:
+    """The peaks of frames [start, start + length) shifted to start at 0, as a query."""
+    sel = (fp.peak_frames >= start) & (fp.peak_frames < start + length)
+    frames, bins = fp.peak_frames[sel] - start, fp.peak_bins[sel]
+    h, t = hash_peaks(frames, bins)
+    return Fingerprints(frames, bins, h, t, length / 31.25)
+
+
+def _best(index: FingerprintIndex, q: Fingerprints) -> int | None:
+    m = index.query(q, speeds=(1.0,))
+    return m[0].track_id if m and m[0].score >= 20 else None
+
+
+def test_add_then_query_finds_track_and_offset(tmp_path: Path) -> None:
+    """An excerpt of an added track is found at its frame offset."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    fps = {i: _fake_fp(i) for i in (1, 2, 3)}
+    idx.add_many(fps.items())
+    m = idx.query(_excerpt(fps[2], 400), speeds=(1.0,))
+    assert m[0].track_id == 2
+    assert m[0].offset_s == pytest.approx(400 / 31.25, abs=1 / 31.25)
+    assert len(idx) == 3 and set(idx.tracks()) == {1, 2, 3}
+
+
+def test_open_without_index_fails(tmp_path: Path) -> None:
+    """Opening a directory with no index is a clear error unless create=True."""
+    with pytest.raises(IndexError_):
+        FingerprintIndex.open(tmp_path / "nothing")
+
+
+def test_remove_hides_track_and_reload_sees_it(tmp_path: Path) -> None:
+    """A removed track stops matching, in this object and in another opened earlier after reload."""
+    writer = FingerprintIndex.open(tmp_path / "ix", create=True)
+    fps = {i: _fake_fp(i) for i in (1, 2)}
+    writer.add_many(fps.items())
+    reader = FingerprintIndex.open(tmp_path / "ix")
+    v = writer.remove(1)
+    assert _best(writer, _excerpt(fps[1], 100)) is None
+    assert _best(reader, _excerpt(fps[1], 100)) == 1  # still on its version
+    assert reader.reload() and reader.version == v
+    assert _best(reader, _excerpt(fps[1], 100)) is None
+    assert _best(reader, _excerpt(fps[2], 100)) == 2
+    assert 1 not in reader and 2 in reader
+
+
+def test_add_existing_id_replaces_it(tmp_path: Path) -> None:
+    """Adding a track id again replaces its fingerprints."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    old, new = _fake_fp(1), _fake_fp(99)
+    idx.add(7, old)
+    idx.add(7, new)
+    assert len(idx) == 1
+    assert _best(idx, _excerpt(new, 200)) == 7
+    assert _best(idx, _excerpt(old, 200)) is None
+
+
+def test_state_survives_reopen(tmp_path: Path) -> None:
+    """A fresh open sees the same tracks, version and answers."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    fps = {i: _fake_fp(i) for i in range(1, 6)}
+    for tid, fp in fps.items():
+        idx.add(tid, fp)
+    idx.remove([2, 4])
+    again = FingerprintIndex.open(tmp_path / "ix")
+    assert again.version == idx.version
+    assert set(again.tracks()) == {1, 3, 5}
+    assert _best(again, _excerpt(fps[5], 700)) == 5
+
+
+def test_many_adds_stay_few_segments_and_compaction_drops_removed(tmp_path: Path) -> None:
+    """Small adds are merged beyond max_segments; compaction frees removed tracks' bytes."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_segments=3)
+    fps = {i: _fake_fp(i) for i in range(1, 9)}
+    for tid, fp in fps.items():
+        idx.add(tid, fp)
+    assert idx.stats().n_segments <= 3
+    idx.remove([1, 2, 3, 4])
+    before = idx.stats()
+    idx.compact()
+    after = idx.stats()
+    assert after.n_segments == 1 and after.n_tracks == 4
+    assert after.bytes < 0.6 * before.bytes
+    for tid in (5, 8):
+        assert _best(idx, _excerpt(fps[tid], 300)) == tid
+    assert _best(idx, _excerpt(fps[1], 300)) is None
+    # old versions beyond keep_versions are garbage-collected
+    assert len(list((tmp_path / "ix" / "versions").glob("v*.json"))) <= 4
+    assert not list((tmp_path / "ix").rglob("*.tmp"))
+
+
+def test_bad_adds_are_rejected(tmp_path: Path) -> None:
+    """Negative ids, duplicate ids in one add and over-long tracks are parameter errors."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    fp = _fake_fp(1)
+    with pytest.raises(ParameterError):
+        idx.add(-1, fp)
+    with pytest.raises(ParameterError):
+        idx.add_many([(1, fp), (1, fp)])
+    long = Fingerprints(fp.peak_frames, fp.peak_bins, fp.hashes, fp.hash_frames + 70000, 3000.0)
+    with pytest.raises(ParameterError):
+        idx.add(2, long)
+    assert len(idx) == 0
+
+
+def _reader(path: str, seeds: list[int], rounds: int, out: mp.Queue) -> None:
+    """Query repeatedly while a writer changes the index; report what was seen."""
+    try:
+        idx = FingerprintIndex.open(path)
+        fps = {s: _fake_fp(s) for s in seeds}
+        seen = []
+        for r in range(rounds):
+            idx.reload()
+            for s in seeds:
+                got = _best(idx, _excerpt(fps[s], 50 + 37 * r % 1000))
+                # a track is either found as itself or absent, never confused
+                if got not in (None, s):
+                    out.put(("error", f"track {s} answered as {got}"))
+                    return
+            seen.append(idx.version)
+        out.put(("ok", seen))
+    except Exception as exc:  # report to the parent, which asserts
+        out.put(("error", repr(exc)))
+
+
+def test_concurrent_readers_never_see_half_an_index(tmp_path: Path) -> None:
+    """Reader processes keep answering correctly while another process adds, removes and compacts."""
+    path = tmp_path / "ix"
+    idx = FingerprintIndex.open(path, create=True, keep_versions=1, max_segments=3)
+    seeds = [1, 2, 3, 4]
+    idx.add_many((s, _fake_fp(s)) for s in seeds)
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_reader, args=(str(path), seeds, 40, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for k in range(30):
+        idx.add(100 + k, _fake_fp(100 + k))
+        if k % 3 == 0:
+            idx.remove(seeds[k % 4])
+            idx.add(seeds[k % 4], _fake_fp(seeds[k % 4]))
+        if k % 10 == 9:
+            idx.compact()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert all(kind == "ok" for kind, _ in results), results
+    assert all(len(seen) == 40 for _, seen in results)
