@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -96,12 +97,15 @@ def make_store(queue: QueueSettings) -> JobStore:
 
 
 @asynccontextmanager
-async def open_queue(settings: Settings) -> AsyncIterator[JobClient]:
+async def open_queue(settings: Settings, *, executor: Executor | None = None) -> AsyncIterator[JobClient]:
     """A client for submitting jobs; with the in-memory broker also the worker that runs them.
 
     Parameters
     ----------
     settings : Settings
+    executor : Executor or None
+        Engine process pool for the in-process worker; by default one is
+        started (and warmed up) here and shut down on exit.
     """
     broker = make_broker(settings.queue)
     store = make_store(settings.queue)
@@ -109,7 +113,7 @@ async def open_queue(settings: Settings) -> AsyncIterator[JobClient]:
     worker: Worker | None = None
     try:
         if not settings.queue.is_redis:
-            worker = await Worker.open(settings, store=store)
+            worker = await Worker.open(settings, store=store, executor=executor)
             broker.state.worker = worker
         await broker.startup()
         yield JobClient(tasks=tasks, store=store, settings=settings, local_worker=worker)

@@ -31,11 +31,11 @@ from db.queries import cache as cache_q
 from db.queries import jobs as jobs_q
 from workers import pipeline
 from workers.batching import MicroBatcher
-from workers.catalog import add_paths, make_executor
+from workers.catalog import add_paths
 from workers.errors import InputError, MixwithError, TransientError
 from workers.jobs import INTERNAL_ERROR, Answer, JobHandle, JobStore
 from workers.messages import MixRequest, MixResult, Progress, Stage
-from workers.settings import Settings
+from workers.settings import AudioSettings, Settings
 from workers.sources.base import FetchedAudio, TrackMeta
 from workers.sources.direct import make_session
 from workers.sources.fetch import Sources
@@ -59,6 +59,7 @@ class JobContext:
     source_key: str | None = None
     identified_track_id: int | None = None
     _t: float = 0.0
+    _sending: asyncio.Future[None] | None = None
 
     async def stage(self, stage: Stage, message: str = "") -> None:
         """Enter a stage: time the previous one and tell the front end."""
@@ -66,7 +67,26 @@ class JobContext:
         if self.timings is not None and self._t:
             self.timings[self.stage_now] = round(self.timings.get(self.stage_now, 0.0) + now - self._t, 4)
         self.stage_now, self._t = stage, now
-        await self.publish(Progress(self.request_id, stage, message))
+        self.send(Progress(self.request_id, stage, message))
+
+    def send(self, event: Progress) -> None:
+        """Publish in the background, in order: the job does not wait for the round trip."""
+        previous = self._sending
+
+        async def chained() -> None:
+            if previous is not None:
+                await previous
+            await self.publish(event)
+
+        self._sending = asyncio.ensure_future(chained())
+
+    async def flush(self) -> None:
+        """Wait until every event sent so far is published (before the answer, to keep the order)."""
+        if self._sending is not None:
+            try:
+                await self._sending
+            except Exception:  # a lost progress event must not lose the answer
+                logger.exception("could not publish progress of %s", self.request_id)
 
 
 Handler = Callable[[dict[str, Any], JobContext], Awaitable[dict[str, Any]]]
@@ -98,6 +118,7 @@ class Worker:
         self.preview_dir = preview_dir
         self.handlers: dict[str, Handler] = {"mixwith": self._mix, "ingest": self._ingest}
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
+        self._own_executor = False
 
     def batched(self, name: str, fn: Callable[[list[Any]], Any]) -> MicroBatcher[Any, Any]:
         """The worker's shared micro-batcher for model ``name`` (e.g. the embedder's batched forward).
@@ -111,15 +132,17 @@ class Worker:
         return self._batchers[name]
 
     @classmethod
-    async def open(cls, settings: Settings, *, store: JobStore) -> "Worker":
-        """Open the database pool, HTTP session and engine process pool; warm the pool up."""
+    async def open(cls, settings: Settings, *, store: JobStore, executor: Executor | None = None) -> "Worker":
+        """Open the database pool, HTTP session and (unless given) a warmed-up engine process pool.
+
+        An ``executor`` passed in stays its owner's: it is used, not shut down.
+        """
         pool = await create_pool(dsn=settings.database_url, pg_dir=settings.pg_dir,
                                  max_size=max(4, settings.queue.concurrency + 1))
         session = make_session(settings.fetch)
-        executor = make_executor(settings.audio.processes)
-        # start every engine process now (imports, models) instead of inside the first job
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(executor, os.getpid) for _ in range(settings.audio.processes)))
+        own_executor = executor is None
+        if executor is None:
+            executor = await start_engine_pool(settings.audio)
         work = settings.home / "work"
         spool = UploadSpool(settings.home / "uploads", max_bytes=settings.fetch.max_bytes,
                             retention_s=settings.fetch.upload_retention_s)
@@ -129,6 +152,7 @@ class Worker:
         worker = cls(settings, store=store, pool=pool, session=session, executor=executor,
                      sources=Sources(settings.fetch, session=session, work_dir=work, spool=spool),
                      preview_dir=preview_dir)
+        worker._own_executor = own_executor
         worker.sources.set_catalog_lookup(worker._catalog_lookup)
         worker.sweep_previews()
         return worker
@@ -137,7 +161,8 @@ class Worker:
         for batcher in self._batchers.values():
             await batcher.close()
         await self.session.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
 
     # --- the job envelope --------------------------------------------------------------------
@@ -149,15 +174,13 @@ class Worker:
         if existing is not None:
             # answered before its worker died: make sure the record says so too (idempotent)
             logger.info("job %s was already answered; dropping this delivery", request_id)
-            await self._record_start(kind, payload)
-            await self._record_finish(kind, existing, JobContext(request_id=request_id, publish=self.store.publish))
+            await self._record(kind, payload, existing, JobContext(request_id=request_id, publish=self.store.publish),
+                               deliveries=deliveries)
             return
         timings: dict[str, float] = {}
         ctx = JobContext(request_id=request_id, publish=self.store.publish, timings=timings)
         t0 = time.perf_counter()
         q = self.settings.queue
-        # the database record runs beside the job: the job does not need it, the answer does not wait for it
-        recording = asyncio.create_task(self._record_start(kind, payload))
         try:
             if deliveries > MAX_DELIVERIES:
                 raise MixwithError("This request stopped its worker several times, so I gave up on it.")
@@ -183,12 +206,12 @@ class Worker:
         timings["total"] = round(time.perf_counter() - t0, 4)
         timings["deliveries"] = deliveries
         answer = replace(answer, timings=timings)
+        await ctx.flush()
         if not await self.store.finish(answer, drop_upload=self.settings.fetch.upload_retention_s <= 0):
             logger.info("job %s was answered by another delivery meanwhile", request_id)
         # after the answer, so the user does not wait on bookkeeping; before the ack, so a kill
-        # here means another delivery (which finds the answer and records nothing twice)
-        await recording
-        await self._record_finish(kind, answer, ctx)
+        # here means another delivery, which finds the answer and only writes this record
+        await self._record(kind, payload, answer, ctx, deliveries=deliveries)
 
     async def _with_retries(self, handler: Handler, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         q = self.settings.queue
@@ -200,31 +223,24 @@ class Worker:
                     raise
                 delay = q.retry_backoff_s * 2**attempt
                 logger.info("job %s: %s; retry %d in %.1f s", ctx.request_id, exc, attempt + 1, delay)
-                await ctx.publish(Progress(ctx.request_id, ctx.stage_now, f"{exc} Trying again in {delay:g} s."))
+                ctx.send(Progress(ctx.request_id, ctx.stage_now, f"{exc} Trying again in {delay:g} s."))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _record_start(self, kind: str, payload: dict[str, Any]) -> None:
+    async def _record(self, kind: str, payload: dict[str, Any], answer: Answer, ctx: JobContext, *,
+                      deliveries: int) -> None:
+        """Write the request, its outcome and its recommendations in one transaction (idempotent)."""
         if kind != "mixwith":
             return
         r = MixRequest.from_dict(payload)
         try:
             async with self.pool.acquire() as conn:
-                await jobs_q.upsert_request(conn, request_id=r.request_id, platform=r.platform, place=r.place,
-                                            user_id=r.user_id, input_kind=r.input_kind, input_ref=r.input_ref[:2048],
-                                            options=r.options.to_dict())
-        except (asyncpg.PostgresError, OSError):
-            logger.exception("could not record the start of %s", r.request_id)
-
-    async def _record_finish(self, kind: str, answer: Answer, ctx: JobContext) -> None:
-        if kind != "mixwith":
-            return
-        try:
-            async with self.pool.acquire() as conn:
-                await jobs_q.finish_request(
-                    conn, request_id=answer.request_id, status="done" if answer.ok else "failed",
-                    error=answer.error or None, query=answer.result.get("query") if answer.ok else None,
-                    timings=answer.timings, source_key=ctx.source_key, identified_track_id=ctx.identified_track_id,
+                await jobs_q.record_request(
+                    conn, request_id=r.request_id, platform=r.platform, place=r.place, user_id=r.user_id,
+                    input_kind=r.input_kind, input_ref=r.input_ref[:2048], options=r.options.to_dict(),
+                    status="done" if answer.ok else "failed", error=answer.error or None,
+                    query=answer.result.get("query") if answer.ok else None, timings=answer.timings,
+                    attempts=deliveries, source_key=ctx.source_key, identified_track_id=ctx.identified_track_id,
                     recommendations=answer.result.get("results", []) if answer.ok else (),
                 )
         except (asyncpg.PostgresError, OSError):
@@ -244,7 +260,13 @@ class Worker:
             try:
                 if fetched.track_id is None:
                     await ctx.stage("analysing", "measuring tempo, key and energy")
-                    analysis = await pipeline.analyse_file(fetched.path, settings=self.settings, executor=self.executor)
+                    try:
+                        analysis = await pipeline.analyse_file(fetched.path, settings=self.settings,
+                                                               executor=self.executor)
+                    except InputError as exc:
+                        # name the input as the user knows it, not our spool file
+                        reason = str(exc).split(": ", 1)[-1]
+                        raise InputError(f"{_display_name(request, fetched)}: {reason}") from None
                 else:
                     analysis = None
             finally:
@@ -323,18 +345,58 @@ class Worker:
         if not paths:
             raise InputError("Name at least one file or folder to add.")
         await ctx.stage("analysing", f"adding {len(paths)} path(s) to the catalog")
-        pending: set[asyncio.Future[None]] = set()
 
         def on_progress(done: int, total: int, path: str) -> None:
-            fut = asyncio.ensure_future(ctx.publish(Progress(ctx.request_id, "analysing", f"{done}/{total}")))
-            pending.add(fut)
-            fut.add_done_callback(pending.discard)
+            ctx.send(Progress(ctx.request_id, "analysing", f"{done}/{total}"))
 
         report = await add_paths(self.pool, paths, audio=self.settings.audio, source=str(payload.get("source") or "library"),
                                  on_progress=on_progress, executor=self.executor)
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
         return report.to_dict()
+
+
+# Imported once in the fork server, so every engine process starts with them loaded
+# (scipy.signal alone takes seconds to import).
+ENGINE_PRELOAD = ["numpy", "scipy.signal", "soundfile", "engine.analysis", "engine.audio", "workers.catalog"]
+
+
+async def start_engine_pool(audio: AudioSettings) -> Executor:
+    """A process pool for engine work, each process warmed up by one real analysis.
+
+    Models, indexes and compiled code are thus loaded once per process, at
+    startup, and no user's job pays for them.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(ENGINE_PRELOAD)  # takes effect if the fork server is not running yet
+    executor = ProcessPoolExecutor(max_workers=max(1, audio.processes), mp_context=ctx)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(executor, _warm_engine, audio) for _ in range(max(1, audio.processes))))
+    return executor
+
+
+def _warm_engine(audio: AudioSettings) -> int:
+    """Decode and analyse a short synthesized track in this engine process; return its pid."""
+    import tempfile
+
+    import soundfile as sf
+
+    from engine.camelot import Key
+    from engine.synth import TrackSpec, render
+    from workers.catalog import process_file
+
+    y = render(TrackSpec(style="house", bpm=124.0, key=Key(9, "minor"), duration_s=6.0, seed=0), sr=audio.sample_rate)
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        sf.write(tmp.name, y, audio.sample_rate)
+        process_file(tmp.name, audio)
+    return os.getpid()
+
+
+def _display_name(request: MixRequest, fetched: FetchedAudio) -> str:
+    if request.input_kind == "upload":
+        return Path(request.input_ref).name or "the upload"
+    return fetched.title or "the linked audio"
 
 
 def source_key_of(request: MixRequest, upload: bytes | None) -> str | None:

@@ -23,7 +23,7 @@ class RequestRow:
     reply_ref: str | None
 
 
-async def upsert_request(
+async def record_request(
     conn: asyncpg.Connection,
     *,
     request_id: str,
@@ -33,49 +33,42 @@ async def upsert_request(
     input_kind: str,
     input_ref: str,
     options: dict[str, Any],
-) -> None:
-    """Record a request when its job starts (again, after a takeover): running, one more attempt.
-
-    A finished request stays finished: a late duplicate delivery does not reopen it.
-    """
-    await conn.execute(
-        """INSERT INTO requests (id, platform, place, user_id, input_kind, input_ref, options,
-                                 status, started_at, attempts)
-           VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, 'running', now(), 1)
-           ON CONFLICT (id) DO UPDATE
-              SET attempts = requests.attempts + 1,
-                  status = CASE WHEN requests.status IN ('done', 'failed') THEN requests.status ELSE 'running' END,
-                  started_at = coalesce(requests.started_at, now())""",
-        request_id, platform, place, user_id, input_kind, input_ref, options,
-    )
-
-
-async def finish_request(
-    conn: asyncpg.Connection,
-    *,
-    request_id: str,
     status: str,
     error: str | None,
     query: dict[str, Any] | None,
     timings: dict[str, float],
+    attempts: int,
     source_key: str | None,
     identified_track_id: int | None,
     recommendations: Sequence[dict[str, Any]] = (),
 ) -> bool:
-    """Record the outcome once; False when the request was already finished.
+    """Record a finished request and its recommendations in one transaction.
 
-    ``recommendations`` are ``Candidate.to_dict()`` rows (rank, track_id, score, components, reasons).
+    A row the front end inserted at submission (status ``queued``, with its
+    ``reply_ref``) is completed in place. Idempotent: once a request is done
+    or failed, a second record (a duplicate delivery) changes nothing and
+    returns False. ``recommendations`` are
+    ``Candidate.to_dict()`` rows (rank, track_id, score, components, reasons).
     """
     async with conn.transaction():
-        updated = await conn.fetchval(
-            """UPDATE requests
-                  SET status = $2, error = $3, query = $4, timings = $5, source_key = $6,
-                      identified_track_id = $7, finished_at = now()
-                WHERE id = $1::uuid AND status NOT IN ('done', 'failed')
-            RETURNING id""",
-            request_id, status, error, query, timings, source_key, identified_track_id,
+        created = await conn.fetchval(
+            """INSERT INTO requests (id, platform, place, user_id, input_kind, input_ref, options, status, error,
+                                     query, timings, attempts, source_key, identified_track_id,
+                                     created_at, started_at, finished_at)
+               VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                       now() - make_interval(secs => $15), now() - make_interval(secs => $15), now())
+               ON CONFLICT (id) DO UPDATE
+                  SET status = EXCLUDED.status, error = EXCLUDED.error, query = EXCLUDED.query,
+                      timings = EXCLUDED.timings, attempts = EXCLUDED.attempts, source_key = EXCLUDED.source_key,
+                      identified_track_id = EXCLUDED.identified_track_id,
+                      started_at = coalesce(requests.started_at, EXCLUDED.started_at),
+                      finished_at = EXCLUDED.finished_at
+                WHERE requests.status NOT IN ('done', 'failed')
+               RETURNING id""",
+            request_id, platform, place, user_id, input_kind, input_ref, options, status, error, query, timings,
+            attempts, source_key, identified_track_id, float(timings.get("total", 0.0)),
         )
-        if updated is None:
+        if created is None:
             return False
         if recommendations:
             await conn.executemany(

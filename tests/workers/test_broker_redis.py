@@ -44,7 +44,7 @@ pytestmark = [
 ]
 
 
-def _clip(seed: int, *, seconds: float = 4.0, sr: int = 22050) -> bytes:
+def _clip(seed: int, *, seconds: float = 3.5, sr: int = 22050) -> bytes:
     """A distinct short clip per job (a pulsed tone), so no two jobs share a cache entry."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
@@ -81,7 +81,7 @@ async def test_two_workers_one_killed_mid_job_answer_every_job_exactly_once(sett
     queue_name = f"mixwith-test-{uuid.uuid4().hex[:8]}"
     settings = replace(settings, queue=QueueSettings(
         broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0", queue_name=queue_name,
-        job_timeout_s=4.0, claim_idle_s=5.0, retries=0))
+        job_timeout_s=10.0, claim_idle_s=12.0, retries=0))
     procs = [
         subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=_worker_env(settings, tmp_path / f"w{i}"),
                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

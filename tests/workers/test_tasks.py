@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engine.camelot import Key
 from engine.synth import TrackSpec, render
 from tests.fakes.media_server import media_server
 from workers.broker import open_queue
+from workers.tasks import start_engine_pool
 from workers.catalog import process_file
 from workers.errors import BlockedURLError, FetchError, InputError, TransientError
 from workers.messages import MixOptions, MixRequest
@@ -28,6 +30,14 @@ def qsettings(settings: Settings) -> Settings:
         fetch=FetchSettings(allow_loopback_for_tests=True, timeout_s=10.0, max_bytes=5_000_000),
         queue=QueueSettings(broker_url="memory", job_timeout_s=60.0, retries=2, retry_backoff_s=0.05),
     )
+
+
+@pytest.fixture(scope="module")
+async def engine_pool():
+    """One warmed-up engine process pool shared by this module's queues (a worker owns one for its life)."""
+    executor = await start_engine_pool(AudioSettings(processes=1))
+    yield executor
+    executor.shutdown(cancel_futures=True)
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +79,9 @@ def _request(kind: str, ref: str, **kw) -> MixRequest:
                           options=MixOptions(count=3), **kw)
 
 
-async def test_upload_job_reports_stages_and_answers_with_catalog_tracks(qsettings, catalog, pool, write_track):
+async def test_upload_job_reports_stages_and_answers_with_catalog_tracks(engine_pool, qsettings, catalog, pool, write_track):
     """An uploaded clip goes queued → fetching → analysing → ranking → done and is recorded in PostgreSQL."""
-    async with open_queue(qsettings) as client:
+    async with open_queue(qsettings, executor=engine_pool) as client:
         req = _request("upload", "phone clip.wav")
         handle = await client.submit(req, upload=_clip(write_track))
         stages = [e.stage async for e in handle.events()]
@@ -88,9 +98,9 @@ async def test_upload_job_reports_stages_and_answers_with_catalog_tracks(qsettin
     assert list((qsettings.home / "uploads").iterdir()) == []  # retention 0: deleted after processing
 
 
-async def test_same_request_id_runs_once(qsettings, catalog, pool, write_track):
+async def test_same_request_id_runs_once(engine_pool, qsettings, catalog, pool, write_track):
     """Submitting one request twice (a retried command) gives one job and one answer."""
-    async with open_queue(qsettings) as client:
+    async with open_queue(qsettings, executor=engine_pool) as client:
         req = _request("upload", "clip.wav")
         first = await client.submit(req, upload=_clip(write_track))
         second = await client.submit(req, upload=_clip(write_track))
@@ -101,9 +111,9 @@ async def test_same_request_id_runs_once(qsettings, catalog, pool, write_track):
         assert (await jobs_q.get_request(conn, req.request_id)).attempts == 1
 
 
-async def test_direct_link_is_fetched_once_then_served_from_the_cache(qsettings, catalog, write_track):
+async def test_direct_link_is_fetched_once_then_served_from_the_cache(engine_pool, qsettings, catalog, write_track):
     """A second request for the same link reuses the cached analysis instead of downloading again."""
-    async with media_server(audio=_clip(write_track)) as media, open_queue(qsettings) as client:
+    async with media_server(audio=_clip(write_track)) as media, open_queue(qsettings, executor=engine_pool) as client:
         url = media.url("/audio.wav")
         r1 = await client.mix(_request("link", url))
         r2 = await client.mix(_request("link", url + "#again"))
@@ -111,9 +121,9 @@ async def test_direct_link_is_fetched_once_then_served_from_the_cache(qsettings,
     assert r1.query["bpm"] == r2.query["bpm"]
 
 
-async def test_transient_failures_are_retried_with_backoff(qsettings, catalog, write_track):
+async def test_transient_failures_are_retried_with_backoff(engine_pool, qsettings, catalog, write_track):
     """A host answering 503 twice and then the audio gives a result after two retries."""
-    async with media_server(audio=_clip(write_track)) as media, open_queue(qsettings) as client:
+    async with media_server(audio=_clip(write_track)) as media, open_queue(qsettings, executor=engine_pool) as client:
         handle = await client.submit(_request("link", media.url("/flaky.wav?fails=2&id=t1")))
         messages = [e.message async for e in handle.events()]
         result = await handle.result()
@@ -122,47 +132,47 @@ async def test_transient_failures_are_retried_with_backoff(qsettings, catalog, w
     assert result.results
 
 
-async def test_a_transient_failure_that_persists_fails_after_the_retries(qsettings):
+async def test_a_transient_failure_that_persists_fails_after_the_retries(engine_pool, qsettings):
     """When every attempt fails transiently, the job fails after 1 + retries attempts."""
-    async with media_server() as media, open_queue(qsettings) as client:
+    async with media_server() as media, open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(TransientError, match="503"):
             await client.mix(_request("link", media.url("/flaky.wav?fails=99&id=t2")))
     assert media.failures["t2"] == 3
 
 
-async def test_permanent_failures_are_not_retried(qsettings):
+async def test_permanent_failures_are_not_retried(engine_pool, qsettings):
     """A 404 fails at once with the reason, and the host is asked exactly once."""
-    async with media_server() as media, open_queue(qsettings) as client:
+    async with media_server() as media, open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(FetchError, match="does not exist"):
             await client.mix(_request("link", media.url("/error/404")))
     assert media.hits == ["/error/404"]
 
 
-async def test_a_job_over_its_time_limit_fails_with_a_timeout(qsettings):
+async def test_a_job_over_its_time_limit_fails_with_a_timeout(engine_pool, qsettings):
     """A host that dribbles bytes makes the job fail at the per-job timeout, not hang."""
     settings = replace(qsettings, queue=replace(qsettings.queue, job_timeout_s=1.0, retries=0))
-    async with media_server() as media, open_queue(settings) as client:
+    async with media_server() as media, open_queue(settings, executor=engine_pool) as client:
         with pytest.raises(TransientError, match="longer than 1 s"):
             await client.mix(_request("link", media.url("/slow.wav")))
 
 
-async def test_hostile_link_fails_with_the_guard_reason(qsettings):
+async def test_hostile_link_fails_with_the_guard_reason(engine_pool, qsettings):
     """A link into private space fails with the SSRF guard's sentence."""
-    async with open_queue(qsettings) as client:
+    async with open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(BlockedURLError, match="169.254.169.254, a link-local address"):
             await client.mix(_request("link", "http://169.254.169.254/latest/meta-data/"))
 
 
-async def test_an_upload_that_is_not_audio_is_refused(qsettings):
+async def test_an_upload_that_is_not_audio_is_refused(engine_pool, qsettings):
     """Bytes that are not an audio container fail with a clear input error."""
-    async with open_queue(qsettings) as client:
+    async with open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(InputError, match="not audio"):
             await client.mix(_request("upload", "notes.pdf"), upload=b"%PDF-1.7 not audio at all")
 
 
-async def test_a_chat_request_cannot_name_a_local_file(qsettings):
+async def test_a_chat_request_cannot_name_a_local_file(engine_pool, qsettings):
     """Only the CLI may name files on the worker's disk."""
-    async with open_queue(qsettings) as client:
+    async with open_queue(qsettings, executor=engine_pool) as client:
         with pytest.raises(InputError, match="command line"):
             await client.mix(_request("file", "/etc/passwd"))
 
@@ -175,27 +185,62 @@ def _with_spotify(settings: Settings, fake) -> Settings:
                                            spotify_api_url=fake.api_url, spotify_token_url=fake.token_url))
 
 
-async def test_spotify_link_to_a_catalog_song_needs_no_download(qsettings, catalog):
+async def test_spotify_link_to_a_catalog_song_needs_no_download(engine_pool, qsettings, catalog):
     """A Spotify track matching a catalog track (title and artist) is answered from the catalog."""
     from tests.fakes import spotify_api as fake_spotify
 
     tid = "0" * 21 + "b"
     async with fake_spotify.spotify_api() as fake:
         fake.tracks[tid] = fake_spotify.track_object(tid, name="B", artists=["Synth", "Other"], isrc="GBAAA2400001")
-        async with open_queue(_with_spotify(qsettings, fake)) as client:
+        async with open_queue(_with_spotify(qsettings, fake), executor=engine_pool) as client:
             result = await client.mix(_request("link", f"https://open.spotify.com/track/{tid}"))
     assert result.query["track_id"] == catalog[1]
     assert catalog[1] not in [c.track_id for c in result.results]
     assert fake.track_requests == [tid]
 
 
-async def test_spotify_song_outside_the_catalog_falls_back_to_search_and_explains(qsettings, catalog):
+async def test_spotify_song_outside_the_catalog_falls_back_to_search_and_explains(engine_pool, qsettings, catalog):
     """A Spotify song not in the catalog is searched with yt-dlp; offline, the user is told to upload a clip."""
     from tests.fakes import spotify_api as fake_spotify
 
     tid = "1" * 22
     async with fake_spotify.spotify_api() as fake:
         fake.tracks[tid] = fake_spotify.track_object(tid, name="Unknown Song", artists=["Nobody"], isrc="USXXX0000001")
-        async with open_queue(_with_spotify(qsettings, fake)) as client:
+        async with open_queue(_with_spotify(qsettings, fake), executor=engine_pool) as client:
             with pytest.raises(FetchError, match="“Unknown Song” is not in the catalog.*upload a clip"):
                 await client.mix(_request("link", f"spotify:track:{tid}"))
+
+
+async def test_unusable_audio_is_explained_with_the_users_file_name(engine_pool, qsettings, catalog):
+    """A clip too short to analyse fails naming the user's file, not the worker's spool path."""
+    from tests.fakes.media_server import wav_bytes
+
+    async with open_queue(qsettings, executor=engine_pool) as client:
+        with pytest.raises(InputError, match=r"^tiny\.wav: .*short"):
+            await client.mix(_request("upload", "tiny.wav"), upload=wav_bytes(seconds=1.5))
+
+
+async def test_waiting_jobs_are_told_their_place_in_line(engine_pool, qsettings, catalog, write_track):
+    """Jobs submitted together start with queued events at positions 1, 2, 3 and all finish."""
+    settings = replace(qsettings, queue=replace(qsettings.queue, concurrency=1))
+    clip = _clip(write_track)
+    async with open_queue(settings, executor=engine_pool) as client:
+        handles = [await client.submit(_request("upload", f"c{i}.wav"), upload=clip) for i in range(3)]
+        firsts, lasts = [], []
+        for h in handles:
+            events = [e async for e in h.events()]
+            firsts.append(events[0])
+            lasts.append(events[-1].stage)
+    assert [(e.stage, e.position) for e in firsts] == [("queued", 1), ("queued", 2), ("queued", 3)]
+    assert lasts == ["done"] * 3
+
+
+async def test_ingest_jobs_add_files_to_the_catalog(engine_pool, qsettings, pool, write_track, tmp_path):
+    """An ingest job analyses a folder on the worker and reports what it added."""
+    folder = tmp_path / "crate"
+    write_track("x.wav", bpm=120, seed=4, folder=folder, duration_s=6)
+    write_track("y.wav", bpm=128, seed=5, folder=folder, duration_s=6)
+    async with open_queue(qsettings, executor=engine_pool) as client:
+        handle = await client.submit_ingest([str(folder)], request_id=str(uuid.uuid4()))
+        answer = await handle.answer()
+    assert answer.ok and len(answer.result["added"]) == 2 and answer.result["failed"] == []
