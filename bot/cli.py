@@ -264,22 +264,27 @@ def recommend(
     from workers.messages import MixOptions
 
     options = MixOptions(count=count, bpm_min=bpm_min, bpm_max=bpm_max, key_lock=key_lock,
-                         exclude_same_artist=exclude_same_artist)
+                         exclude_same_artist=exclude_same_artist, order=order or arc is not None, arc=arc)
     path = Path(source).expanduser()
-    if "://" in source and not path.exists():
-        raise MixwithError("links are not supported by this command yet: download the audio and pass the file")
+    is_link = "://" in source or source.startswith("spotify:")
+    if not is_link and not path.is_file():
+        raise MixwithError(f"no such file: {source}")
 
     async def run(pool: Any) -> Any:
-        # identification first: a catalog match gives the track's own analysis and says so
-        from workers.identify import recommend_clip
+        from workers.pipeline import recommend_file
 
-        return await recommend_clip(pool, path, settings=settings, options=options)
+        return await recommend_file(pool, path, settings=settings, options=options)
 
-    if not path.is_file():
-        raise MixwithError(f"no such file: {source}")
-    result = asyncio.run(_with_pool(settings, run))
-    if order or arc:
-        result = _ordered(result, settings=settings, arc=arc)
+    async def run_link() -> Any:
+        # links go through the job queue: SSRF-guarded fetchers, caches, the same pipeline
+        from workers.broker import open_queue
+        from workers.messages import MixRequest
+
+        async with open_queue(settings) as client:
+            request = MixRequest.new(platform="cli", input_kind="link", input_ref=source, options=options)
+            return await client.mix(request)
+
+    result = asyncio.run(run_link() if is_link else _with_pool(settings, run))
     if export_path is not None:
         from workers.mixes import export_playlist
 
@@ -290,23 +295,6 @@ def recommend(
         print_result(_console(), result)
         if export_path is not None:
             click.echo(f"set written to {export_path}")
-
-
-def _ordered(result: Any, *, settings: Settings, arc: str | None) -> Any:
-    """The result with its tracks ordered as a set that follows the query (issue 6)."""
-    import dataclasses
-
-    from engine.camelot import parse_key
-    from engine.rank import TrackFeatures
-    from workers.mixes import order_candidates
-    from workers.pipeline import weights_from
-
-    q = result.query
-    query = TrackFeatures(-1, float(q.get("bpm") or 0.0), parse_key(q["camelot"]) if q.get("camelot") else None,
-                          int(q.get("energy") or 5), str(q.get("artist") or ""))
-    ordered = order_candidates(query, result.results, weights=weights_from(settings), arc=arc)
-    note = f"ordered as a set ({arc} energy arc)" if arc else "ordered as a set"
-    return dataclasses.replace(result, results=ordered, notes=result.notes + (note,))
 
 
 # --- mix history and collaborative filtering (issue 6) -------------------------

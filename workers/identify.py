@@ -35,7 +35,6 @@ from engine.fingerprint import (
 )
 from engine.fpindex import FingerprintIndex
 from workers.errors import InputError
-from workers.messages import MixOptions, MixResult
 from workers.settings import AudioSettings, Settings
 
 logger = logging.getLogger(__name__)
@@ -203,42 +202,3 @@ async def identify_clip(
     elif ident.match is not None:
         logger.warning("index names track %d, which the catalog no longer has", ident.match.track_id)
     return {"match": matched, "candidates": candidates, "index_version": index.version}
-
-
-async def recommend_clip(
-    pool: asyncpg.Pool,
-    path: Path,
-    *,
-    settings: Settings,
-    options: MixOptions = MixOptions(),
-    request_id: str | None = None,
-    executor: Executor | None = None,
-) -> MixResult:
-    """Recommend for a clip: from its catalog track when identified, else from the audio itself.
-
-    The reply's ``query.identified`` holds the match (``identify_clip``'s), or None
-    with a note saying the clip was not found in the catalog.
-    """
-    from workers.pipeline import Query, build_result, recommend_file
-
-    found = await identify_clip(pool, path, settings=settings, executor=executor)
-    m = found["match"]
-    if m is None:
-        result = await recommend_file(pool, path, settings=settings, options=options, request_id=request_id, executor=executor)
-        note = "not in the catalog: ranked from the clip's own tempo, key and energy"
-        return MixResult(request_id=result.request_id, query={**result.query, "identified": None},
-                         results=result.results, notes=(note, *result.notes))
-    async with pool.acquire() as conn:
-        row = await tracks_q.get_track(conn, m["track_id"])
-    if row is None or row.bpm is None:  # removed or never analysed meanwhile: use the audio
-        result = await recommend_file(pool, path, settings=settings, options=options, request_id=request_id, executor=executor)
-        return MixResult(request_id=result.request_id, query={**result.query, "identified": m},
-                         results=result.results, notes=result.notes)
-    analysis = {
-        "duration": row.duration_s, "bpm": row.bpm, "bpm_alternates": list(row.bpm_alternates),
-        "key": row.key, "camelot": row.camelot, "open_key": row.open_key, "energy": row.energy,
-        "loudness_lufs": row.loudness_lufs,
-    }
-    query = Query(analysis=analysis, track_id=row.id, title=row.title, artist=row.artist, identified=m)
-    note = f"identified as {m['artist'] + ' – ' if m['artist'] else ''}{m['title']} (confidence {m['confidence']:.2f})"
-    return await build_result(pool, query, settings=settings, options=options, request_id=request_id, notes=(note,))
