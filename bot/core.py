@@ -646,7 +646,8 @@ class MixService:
         path: Path | None = None
         try:
             with self.limiter.slot(user=f"{chat.platform}:{chat.user_id}", place=f"{chat.platform}:{chat.place}"):
-                req, path = self._request(chat)
+                # Spooling a clip is file I/O: off the loop that acknowledges other commands.
+                req, path = await asyncio.to_thread(self._request, chat)
                 rid = req.request_id
                 await self._record_request(req)
                 result = await asyncio.wait_for(self._collect(req, on_progress), self.settings.job_timeout_s)

@@ -114,5 +114,5 @@ def render_wheel(query_camelot: str | None, set_camelots: Sequence[str], *, size
         draw.ellipse([x - rad, y - rad, x + rad, y + rad], fill=(255, 255, 255), outline=BACKGROUND, width=2)
         draw.text((x, y), str(i), fill=(20, 20, 20), font=marker_font, anchor="mm")
     out = io.BytesIO()
-    img.save(out, format="PNG", optimize=True)
+    img.save(out, format="PNG", compress_level=1)  # speed over bytes: it is rendered per reply
     return out.getvalue()

@@ -7,6 +7,7 @@ edited as often as needed; the Camelot wheel goes in its thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from slack_sdk.errors import SlackApiError
@@ -46,7 +47,10 @@ async def answer(
                              blocks=blocks.reply_blocks(reply))
     await service.attach_reply(request_id=reply.request_id, reply_ref=reply_ref(channel, ts))
     if reply.tracks:
-        png = render_wheel(reply.query.camelot if reply.query else None, [t.camelot for t in reply.tracks])
+        # Drawing and PNG encoding take tens of ms: off the loop that acknowledges commands.
+        png = await asyncio.to_thread(
+            render_wheel, reply.query.camelot if reply.query else None, [t.camelot for t in reply.tracks]
+        )
         try:
             await client.files_upload_v2(
                 channel=channel, thread_ts=ts, file=png, filename="wheel.png",

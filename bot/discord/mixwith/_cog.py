@@ -8,6 +8,7 @@ posted to the channel as a normal message instead.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from pathlib import Path
@@ -168,7 +169,8 @@ class MixwithCog(commands.Cog):
                 return await interaction.edit_original_response(content=_render.error_text(reply))
             return None
         embed = _render.reply_embed(reply)
-        wheel = _render.wheel_file(reply)
+        # Drawing and PNG encoding take tens of ms: off the loop that answers interactions.
+        wheel = await asyncio.to_thread(_render.wheel_file, reply)
         view = _render.playlist_view(reply)
         files = [wheel] if wheel else []
         try:

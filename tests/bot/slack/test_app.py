@@ -38,6 +38,8 @@ async def test_slash_command_with_link_gets_a_ranked_set(slack: SlackHarness, ca
     final = _final(slack)
     assert track.title in final["blocks"][0]["text"]["text"]
     assert len([b for b in final["blocks"] if b["type"] == "section"]) == 3
+    updates = [c.args for c in slack.fake.calls_to("chat.update") if c.args["ts"] == final["ts"]]
+    assert updates[0]["text"].startswith("⏳") and updates[-1].get("blocks")  # progress first, then the set
     complete = slack.fake.calls_to("files.completeUploadExternal")[0].args
     assert complete["thread_ts"] == final["ts"]
     assert slack.fake.uploads[complete["files"][0]["id"]].startswith(b"\x89PNG")
