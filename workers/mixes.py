@@ -38,6 +38,7 @@ import asyncpg
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from db.queries import feedback as feedback_q
 from db.queries import mixes as mixes_q
 from db.queries import models as models_q
 from db.queries import tracks as tracks_q
@@ -656,7 +657,7 @@ async def train_from_history(
     async with pool.acquire() as conn:
         seqs = await mixes_q.mix_sequences(conn)
         relations = await mixes_q.relation_pairs(conn)
-        feedback = await mixes_q.feedback_pairs(conn)
+        feedback = await feedback_q.feedback_pairs(conn)
         ids = sorted({t for s in seqs for t in s} | {t for a, b, _ in relations for t in (a, b)}
                      | ({t for a, b, _ in feedback for t in (a, b)} if view == "item" else set()))
         tempi = await mixes_q.track_tempi(conn, ids)

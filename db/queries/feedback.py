@@ -139,19 +139,22 @@ async def count_feedback(conn: asyncpg.Connection, *, request_id: str) -> int:
     return await conn.fetchval("SELECT count(*) FROM feedback WHERE request_id = $1", request_id)
 
 
-async def feedback_pairs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """(query_track_id, track_id, weight) for retraining co-play models.
+async def feedback_pairs(conn: asyncpg.Connection) -> list[tuple[int, int, float]]:
+    """(query track, recommended track, summed reaction value) for retraining co-play models.
 
     A reaction on one track counts for that track; one on the whole reply
     counts for every track in it. Only requests whose input was identified
     in the catalog give pairs (an unknown clip has no item to pair with).
     """
-    return await conn.fetch(
-        """SELECT r.identified_track_id AS query_track_id, rec.track_id, sum(f.value)::real AS weight
+    rows = await conn.fetch(
+        """SELECT r.identified_track_id AS query_id, coalesce(f.track_id, rec.track_id) AS track_id,
+                  sum(f.value)::real AS weight
              FROM feedback f
              JOIN requests r ON r.id = f.request_id
-             JOIN recommendations rec ON rec.request_id = f.request_id
-                  AND (f.track_id IS NULL OR rec.track_id = f.track_id)
+             LEFT JOIN recommendations rec ON f.track_id IS NULL AND rec.request_id = f.request_id
             WHERE r.identified_track_id IS NOT NULL
-            GROUP BY r.identified_track_id, rec.track_id"""
+              AND coalesce(f.track_id, rec.track_id) IS NOT NULL
+              AND coalesce(f.track_id, rec.track_id) <> r.identified_track_id
+            GROUP BY 1, 2 ORDER BY 1, 2"""
     )
+    return [(r["query_id"], r["track_id"], float(r["weight"])) for r in rows]

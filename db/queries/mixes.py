@@ -92,18 +92,6 @@ async def relation_pairs(conn: asyncpg.Connection) -> list[tuple[int, int, str]]
     return [(r["track_id"], r["related_id"], r["kind"]) for r in rows]
 
 
-async def feedback_pairs(conn: asyncpg.Connection) -> list[tuple[int, int, int]]:
-    """(query track, recommended track, summed reaction value) from rated recommendations."""
-    rows = await conn.fetch(
-        """SELECT q.identified_track_id AS query_id, f.track_id, sum(f.value)::int AS value
-           FROM feedback f JOIN requests q ON q.id = f.request_id
-           WHERE f.track_id IS NOT NULL AND q.identified_track_id IS NOT NULL
-             AND f.track_id <> q.identified_track_id
-           GROUP BY 1, 2 ORDER BY 1, 2"""
-    )
-    return [(r["query_id"], r["track_id"], r["value"]) for r in rows]
-
-
 async def track_tempi(conn: asyncpg.Connection, track_ids: Sequence[int]) -> dict[int, float]:
     """Newest analysed BPM of each given track that has one."""
     rows = await conn.fetch(

@@ -18,7 +18,7 @@ async def test_feedback_pairs_weigh_reply_and_track_reactions(pool, make_service
         assert await service.react(platform="slack", reply_ref="C1:1.0", user_id="U2", reaction=reaction,
                                    added=True, event_id=f"Ev-{reaction}")
     async with pool.acquire() as conn:
-        pairs = {(r["query_track_id"], r["track_id"]): r["weight"] for r in await fbq.feedback_pairs(conn)}
+        pairs = {(q, t): w for q, t, w in await fbq.feedback_pairs(conn)}
         second = await fbq.track_at_rank(conn, request_id=reply.request_id, rank=2)
     assert len(pairs) == 3
     assert all(q == catalog[0].track_id for q, _ in pairs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from db.queries import feedback as feedback_q
 from db.queries import mixes as mixes_q
 from db.queries import tracks as tracks_q
 from workers.mixes import import_files
@@ -83,9 +84,9 @@ async def test_coplay_counts_and_feedback_pairs(pool):
                 "INSERT INTO feedback (request_id, track_id, user_id, platform, reaction, value) VALUES ($1, $2, $3, 'cli', 'x', $4)",
                 req, ids["Minus"], user, value,
             )
-        pairs = await mixes_q.feedback_pairs(conn)
+        pairs = await feedback_q.feedback_pairs(conn)
     assert counts == {ids["Can You Feel It"]: 2}
-    assert pairs == [(ids["Rain"], ids["Minus"], 1)]
+    assert pairs == [(ids["Rain"], ids["Minus"], 1.0)]
 
 
 async def test_train_als_from_history_registers_a_model(pool, tmp_path):
