@@ -152,12 +152,31 @@ async def _warm(client, n_workers: int) -> None:
     await asyncio.gather(*(client.mix(_request(i), upload=_clip(10_000 + i + 100 * n_workers)) for i in range(4 * n_workers)))
 
 
+async def _ready(client, settings: Settings, n: int, timeout_s: float = 180.0) -> None:
+    """Wait until n workers have finished starting (each appears in the group at its first read)."""
+    redis = client._store.redis
+    stream, group = f"{settings.queue.queue_name}:jobs", f"{settings.queue.queue_name}:workers"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if len(await redis.xinfo_consumers(stream, group)) >= n:
+                return
+        except Exception:  # the group appears with the first worker
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{n} workers did not start within {timeout_s:g} s")
+
+
 async def bench_redis(settings: Settings, home: Path) -> dict:
     out: dict = {}
+    base_name = settings.queue.queue_name
     for n in (1, 2):
+        # a fresh stream and group per phase, so only this phase's workers are in it
+        settings = replace(settings, queue=replace(settings.queue, queue_name=f"{base_name}-{n}"))
         procs = _start_workers(n, settings, home)
         try:
             async with open_queue(settings) as client:
+                await _ready(client, settings, n)
                 await _warm(client, n)
                 if n == 1:
                     clip = _clip(2)
@@ -218,7 +237,8 @@ async def main() -> None:
             try:
                 red = await bench_redis(rs, home)
             finally:
-                await _cleanup_redis(prefix)
+                for n in (1, 2):
+                    await _cleanup_redis(f"{prefix}-{n}")
         server.cleanup()
 
     d50, d95 = _pct(mem["direct"], 50), _pct(mem["direct"], 95)
