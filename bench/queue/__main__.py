@@ -152,19 +152,17 @@ async def _warm(client, n_workers: int) -> None:
     await asyncio.gather(*(client.mix(_request(i), upload=_clip(10_000 + i + 100 * n_workers)) for i in range(4 * n_workers)))
 
 
-async def _ready(client, settings: Settings, n: int, timeout_s: float = 180.0) -> None:
-    """Wait until n workers have finished starting (each appears in the group at its first read)."""
-    redis = client._store.redis
-    stream, group = f"{settings.queue.queue_name}:jobs", f"{settings.queue.queue_name}:workers"
+async def _ready(client, n: int, timeout_s: float = 300.0) -> None:
+    """Submit rounds of warm-up jobs until n different workers have answered (all started and warm)."""
+    seen: set[str] = set()
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if len(await redis.xinfo_consumers(stream, group)) >= n:
-                return
-        except Exception:  # the group appears with the first worker
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{n} workers did not start within {timeout_s:g} s")
+    seed = 20_000 + 1000 * n
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {n} workers answered within {timeout_s:g} s")
+        handles = [await client.submit(_request(i), upload=_clip(seed + i)) for i in range(2 * n)]
+        seed += 2 * n
+        seen |= {(await h.answer()).worker for h in handles}
 
 
 async def bench_redis(settings: Settings, home: Path) -> dict:
@@ -176,8 +174,7 @@ async def bench_redis(settings: Settings, home: Path) -> dict:
         procs = _start_workers(n, settings, home)
         try:
             async with open_queue(settings) as client:
-                await _ready(client, settings, n)
-                await _warm(client, n)
+                await _ready(client, n)
                 if n == 1:
                     clip = _clip(2)
                     await client.mix(_request(0), upload=clip)
