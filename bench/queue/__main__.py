@@ -137,13 +137,20 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-async def _throughput(client, seed0: int) -> float:
+async def _throughput(client, seed0: int, stats: dict | None = None) -> float:
     clips = [_clip(seed0 + i) for i in range(N_THROUGHPUT)]
     t0 = time.perf_counter()
     handles = [await client.submit(_request(i), upload=c) for i, c in enumerate(clips)]
     answers = await asyncio.gather(*(h.answer() for h in handles))
     dt = time.perf_counter() - t0
     assert all(a.ok for a in answers), [a.error for a in answers if not a.ok][:3]
+    if stats is not None:
+        # where the time went: jobs per worker, and mean seconds of analysis per job (grows with CPU contention)
+        per_worker: dict[str, int] = {}
+        for a in answers:
+            per_worker[a.worker] = per_worker.get(a.worker, 0) + 1
+        stats["jobs_per_worker"] = sorted(per_worker.values(), reverse=True)
+        stats["mean_analysing_s"] = float(np.mean([a.timings.get("analysing", 0.0) for a in answers]))
     return N_THROUGHPUT / dt
 
 
@@ -179,7 +186,9 @@ async def bench_redis(settings: Settings, home: Path) -> dict:
                     clip = _clip(2)
                     await client.mix(_request(0), upload=clip)
                     out["latency"], out["overhead"] = await _sequential(client, clip)
-                out[f"throughput_{n}"] = await _throughput(client, seed0=1000 * n)
+                stats: dict = {}
+                out[f"throughput_{n}"] = await _throughput(client, seed0=1000 * n, stats=stats)
+                out[f"stats_{n}"] = stats
                 # local baseline: the same distinct-clip work, in-process queue
         finally:
             _stop(procs)
@@ -258,6 +267,10 @@ async def main() -> None:
         print(f"{'redis, 1 worker (1 engine process)':<40}{red['throughput_1']:8.2f}")
         print(f"{'redis, 2 workers (1 engine process each)':<40}{red['throughput_2']:8.2f}"
               f"   ×{red['throughput_2'] / red['throughput_1']:.2f}")
+        for n in (1, 2):
+            st = red[f"stats_{n}"]
+            print(f"  {n} worker(s): jobs per worker {st['jobs_per_worker']}, "
+                  f"mean analysing stage {st['mean_analysing_s']:.2f} s/job")
     else:
         print("redis: skipped (no Redis at 127.0.0.1:6379)")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -271,7 +284,7 @@ async def main() -> None:
         "memory": {k: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for k, v in mem.items()},
         "memory_throughput_jobs_s": mem_tp,
         "redis": ({k: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for k, v in red.items() if isinstance(v, list)}
-                  | {k: v for k, v in red.items() if k.startswith("throughput")}) if red else None,
+                  | {k: v for k, v in red.items() if k.startswith(("throughput", "stats"))}) if red else None,
     }
     (OUT / "queue.json").write_text(json.dumps(summary, indent=2))
     print(f"\nload average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
