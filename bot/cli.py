@@ -129,13 +129,22 @@ def catalog_add(paths: tuple[Path, ...], as_json: bool) -> None:
             def on_progress(done: int, total: int, path: str) -> None:
                 bar.update(task, completed=done, total=total)
 
-            return await add_paths(pool, list(paths), audio=settings.audio, on_progress=on_progress)
+            report = await add_paths(pool, list(paths), audio=settings.audio, on_progress=on_progress)
+        # identification: fingerprint what was added into the shared index
+        from workers.identify import index_tracks
 
-    report = asyncio.run(_with_pool(settings, run))
+        update = await index_tracks(pool, settings, report.added)
+        return report, update
+
+    report, update = asyncio.run(_with_pool(settings, run))
     if as_json:
-        _emit_json(report.to_dict())
+        _emit_json({**report.to_dict(), "fingerprinted": list(update.indexed),
+                    "fingerprint_failed": [{"track_id": t, "reason": r} for t, r in update.failed]})
     else:
         print_ingest(console, report)
+        if update.indexed or update.failed:
+            click.echo(f"fingerprinted {len(update.indexed)} track(s) for identification"
+                       + (f"; {len(update.failed)} failed" if update.failed else ""))
 
 
 @catalog.command("list")
@@ -192,6 +201,10 @@ def catalog_remove(targets: tuple[str, ...], as_json: bool) -> None:
             for t in targets:
                 if not t.isdigit():
                     removed += await remove_by_path_prefix(conn, str(Path(t).expanduser().resolve()))
+        # identification: removed tracks leave the fingerprint index too
+        from workers.identify import unindex_tracks
+
+        await unindex_tracks(pool, settings, removed)
         return removed
 
     removed = asyncio.run(_with_pool(settings, run))
@@ -236,34 +249,168 @@ def analyze(file: Path, as_json: bool) -> None:
 @click.option("--bpm-max", type=float, help="Only tracks at or below this BPM.")
 @click.option("--key-lock", is_flag=True, help="Only harmonically compatible keys.")
 @click.option("--exclude-same-artist", is_flag=True, help="Leave out the query's own artist.")
+@click.option("--order", is_flag=True, help="Order the tracks into a playable set after SOURCE.")
+@click.option("--arc", type=click.Choice(["build", "peak", "cooldown", "flat"]), help="Energy arc of the ordered set (implies --order).")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the set as .m3u8 or rekordbox .xml.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_user_errors
 def recommend(
     source: str, count: int, bpm_min: float | None, bpm_max: float | None, key_lock: bool,
-    exclude_same_artist: bool, as_json: bool,
+    exclude_same_artist: bool, as_json: bool, order: bool = False, arc: str | None = None,
+    export_path: Path | None = None,
 ) -> None:
     """Tracks from your catalog that mix well with SOURCE (a file or a link)."""
     settings = _load_settings()
     from workers.messages import MixOptions
 
     options = MixOptions(count=count, bpm_min=bpm_min, bpm_max=bpm_max, key_lock=key_lock,
-                         exclude_same_artist=exclude_same_artist)
+                         exclude_same_artist=exclude_same_artist, order=order or arc is not None, arc=arc)
     path = Path(source).expanduser()
-    if "://" in source and not path.exists():
-        raise MixwithError("links are not supported by this command yet: download the audio and pass the file")
+    is_link = "://" in source or source.startswith("spotify:")
+    if not is_link and not path.is_file():
+        raise MixwithError(f"no such file: {source}")
 
     async def run(pool: Any) -> Any:
         from workers.pipeline import recommend_file
 
         return await recommend_file(pool, path, settings=settings, options=options)
 
-    if not path.is_file():
-        raise MixwithError(f"no such file: {source}")
-    result = asyncio.run(_with_pool(settings, run))
+    async def run_link() -> Any:
+        # links go through the job queue: SSRF-guarded fetchers, caches, the same pipeline
+        from workers.broker import open_queue
+        from workers.messages import MixRequest
+
+        async with open_queue(settings) as client:
+            request = MixRequest.new(platform="cli", input_kind="link", input_ref=source, options=options)
+            return await client.mix(request)
+
+    result = asyncio.run(run_link() if is_link else _with_pool(settings, run))
+    if export_path is not None:
+        from workers.mixes import export_playlist
+
+        export_playlist(result.results, export_path, name=f"mixwith: {path.stem}")
     if as_json:
         _emit_json(result.to_dict())
     else:
         print_result(_console(), result)
+        if export_path is not None:
+            click.echo(f"set written to {export_path}")
+
+
+# --- mix history and collaborative filtering (issue 6) -------------------------
+
+
+@cli.group()
+def mixes() -> None:
+    """DJ mix histories: what DJs played together."""
+
+
+@mixes.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fuzzy-cutoff", type=click.FloatRange(0, 100),
+              help="Smallest artist/title similarity (0-100) accepted as the same track [MIXWITH_FUZZY_CUTOFF, 90].")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@_user_errors
+def mixes_import(files: tuple[Path, ...], fuzzy_cutoff: float | None, as_json: bool) -> None:
+    """Import tracklist CSVs, M3U/M3U8 playlists, rekordbox XML and sample-relation CSVs."""
+    settings = _load_settings()
+    fuzzy_cutoff = settings.mixes.fuzzy_cutoff if fuzzy_cutoff is None else fuzzy_cutoff
+
+    async def run(pool: Any) -> Any:
+        from workers.mixes import import_files
+
+        return await import_files(pool, files, fuzzy_cutoff=fuzzy_cutoff,
+                                  max_bytes=settings.mixes.max_import_bytes)
+
+    report = asyncio.run(_with_pool(settings, run))
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    click.echo(
+        f"{report.mixes} mixes ({report.entries} entries) and {report.relations} sample relations from "
+        f"{report.files} files; matched {report.matched_by_id} by id, {report.matched_by_name} by name, "
+        f"{report.matched_fuzzy} fuzzily; {report.stubs_created} new stub tracks"
+    )
+    for e in report.errors:
+        click.echo(f"  skipped {e}", err=True)
+
+
+@cli.group()
+def train() -> None:
+    """Train models from the stored data."""
+
+
+@train.command("als")
+@click.option("--view", type=click.Choice(["item", "mix"]), default="item", show_default=True,
+              help="item: track×track co-occurrence (plus samples and feedback); mix: mix×track.")
+@click.option("--factors", type=click.IntRange(1, 512), help="Latent factors (default from engine.als.AlsParams).")
+@click.option("--iterations", type=click.IntRange(1, 100), help="ALS sweeps.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_user_errors
+def train_als(view: str, factors: int | None, iterations: int | None, as_json: bool) -> None:
+    """Train implicit ALS on the mix history and make it the active model."""
+    settings = _load_settings()
+    from engine.als import AlsParams, CooccurrenceParams
+
+    m = settings.mixes
+    params = AlsParams(factors=factors or m.als_factors, iterations=iterations or m.als_iterations,
+                       regularization=m.als_regularization, alpha=m.als_alpha)
+    cooc = CooccurrenceParams(window=m.cooc_window, decay=m.cooc_decay, bpm_boost=m.cooc_bpm_boost)
+
+    async def run(pool: Any) -> Any:
+        from workers.mixes import train_from_history
+
+        return await train_from_history(pool, models_dir=settings.models_dir, view=view,  # type: ignore[arg-type]
+                                        params=params, cooccurrence=cooc, relation_weight=m.relation_weight,
+                                        feedback_weight=m.feedback_weight, threads=settings.audio.processes)
+
+    report = asyncio.run(_with_pool(settings, run))
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    click.echo(
+        f"ALS {report.version}: {report.interactions} interactions over {report.tracks} tracks from "
+        f"{report.mixes} mixes ({report.relations} sample relations, {report.feedback_pairs} rated pairs) "
+        f"in {report.seconds:.1f} s on {report.device}; saved to {report.path}"
+    )
+
+
+# --- identification (issue 4) -------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_user_errors
+def identify(file: Path, as_json: bool) -> None:
+    """Name the catalog track playing in FILE (a phone clip of a few seconds), or say it is not in the catalog.
+
+    Copes with room echo, crowd noise, phone microphones and a pitch fader
+    within ±3.5 %. The answer carries where in the track the clip starts and
+    a calibrated confidence.
+    """
+    settings = _load_settings()
+    path = file.expanduser()
+    if not path.is_file():
+        raise MixwithError(f"no such file: {file}")
+
+    async def run(pool: Any) -> Any:
+        from workers.identify import identify_clip
+
+        return await identify_clip(pool, path, settings=settings)
+
+    found = asyncio.run(_with_pool(settings, run))
+    if as_json:
+        _emit_json(found)
+        return
+    m = found["match"]
+    if m is None:
+        click.echo(f"{path.name}: not in the catalog")
+        return
+    who = f"{m['artist']} – {m['title']}" if m["artist"] else m["title"]
+    speed = f", played at {m['speed'] * 100:.1f} % speed" if abs(m["speed"] - 1.0) > 1e-6 else ""
+    click.echo(f"{path.name}: {who} (track {m['track_id']}) from {m['offset']:.1f} s{speed}, "
+               f"confidence {m['confidence']:.2f}")
 
 
 # --- demo and database --------------------------------------------------------

@@ -414,6 +414,29 @@ class ThreadRunner:
             self._slots.release()
 
 
+class QueueRunner:
+    """A JobRunner on the workers' queue (``workers.broker.open_queue``): the production path.
+
+    Uploads travel as bytes with the job (workers may run on other machines);
+    progress, queue position and the answer come back through the job store.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client  # workers.tasks.JobClient
+
+    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
+        upload = None
+        if request.upload_path is not None:
+            upload = await asyncio.to_thread(Path(request.upload_path).read_bytes)
+            request = dataclasses.replace(request, upload_path=None)
+        handle = await self._client.submit(request, upload=upload)
+        async for event in handle.events():
+            if event.stage in ("done", "failed"):
+                break
+            yield event
+        yield await handle.result()  # raises the worker's MixwithError for failed jobs
+
+
 class PipelineRunner:
     """A JobRunner that runs ``workers.pipeline`` in this process (no queue needed).
 
@@ -423,11 +446,37 @@ class PipelineRunner:
     fetcher is given, a link gets a sentence asking for the audio instead.
     """
 
-    def __init__(self, pool: asyncpg.Pool, settings: Any, *, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Any,
+        *,
+        concurrency: int = 1,
+        fetch: Callable[[str, Path], Awaitable[Path]] | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
         self._pool = pool
         self._settings = settings
+        self._fetch = fetch
+        self._concurrency = concurrency
+        self._executor = executor
+        self._own_executor = executor is None
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting: list[str] = []
+
+    def _pool_executor(self) -> concurrent.futures.Executor:
+        # Analysis runs in worker processes: in threads it would hold the GIL and
+        # delay the event loop's 3-second acknowledgements (bench/chat measures this).
+        if self._executor is None:
+            from workers.catalog import make_executor
+
+            self._executor = make_executor(self._concurrency)
+        return self._executor
+
+    def close(self) -> None:
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
         from workers import pipeline  # imported here: the bot starts without the engine stack loaded
@@ -448,13 +497,19 @@ class PipelineRunner:
                     continue
         finally:
             self._waiting.remove(rid)
+        fetched: Path | None = None
         try:
-            if request.upload_path is None:
-                raise InputError("This bot cannot fetch links yet; attach the audio as a clip instead.")
             events: asyncio.Queue[Progress] = asyncio.Queue()
+            if request.upload_path is not None:
+                path = Path(request.upload_path)
+            elif self._fetch is not None:
+                yield Progress(rid, "fetching", "downloading the link")
+                fetched = path = await self._fetch(request.input_ref, Path(self._settings.spool_dir) / rid)
+            else:
+                raise InputError("This bot cannot fetch links yet; attach the audio as a clip instead.")
             job = asyncio.ensure_future(pipeline.recommend_file(
-                self._pool, Path(request.upload_path), settings=self._settings, options=request.options,
-                request_id=rid, on_stage=lambda stage, msg: events.put_nowait(Progress(rid, stage, msg)),
+                self._pool, path, settings=self._settings, options=request.options,
+                request_id=rid, executor=self._pool_executor(), on_stage=lambda stage, msg: events.put_nowait(Progress(rid, stage, msg)),
             ))
             while not job.done():
                 getter = asyncio.ensure_future(events.get())
@@ -468,6 +523,8 @@ class PipelineRunner:
             yield job.result()
         finally:
             self._slots.release()
+            if fetched is not None:
+                fetched.unlink(missing_ok=True)
 
 
 # --- the service ---------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from engine.errors import ParameterError
 
@@ -68,7 +68,7 @@ class CooccurrenceParams:
 
 @dataclass(frozen=True)
 class AlsParams:
-    """Hyper-parameters of implicit ALS (defaults fit 10M interactions in ~1 min on 2 cores)."""
+    """Hyper-parameters of implicit ALS (small factors: implicit's CPU solver costs per interaction)."""
 
     factors: int = 32
     regularization: float = 0.05
@@ -306,8 +306,6 @@ def train_als(
         raise ParameterError("the item view needs a square track × track matrix")
     if user_items.nnz == 0:
         raise ParameterError("no interactions to train on")
-    # implicit warns and slows down badly when BLAS spawns its own threads
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     gpu = has_cuda() if use_gpu is None else use_gpu
     if gpu and not has_cuda():
         logger.warning("CUDA requested for ALS but not available; training on the CPU")
@@ -319,16 +317,18 @@ def train_als(
         iterations=params.iterations,
         random_state=params.seed,
     )
-    if gpu:
-        from implicit.gpu.als import AlternatingLeastSquares as GpuAls
+    # BLAS threads fight implicit's own OpenMP threads (implicit warns and slows down)
+    with threadpool_limits(1, "blas"):
+        if gpu:
+            from implicit.gpu.als import AlternatingLeastSquares as GpuAls
 
-        model = GpuAls(**kwargs)
-    else:
-        from implicit.cpu.als import AlternatingLeastSquares as CpuAls
+            model = GpuAls(**kwargs)
+        else:
+            from implicit.cpu.als import AlternatingLeastSquares as CpuAls
 
-        model = CpuAls(**kwargs, num_threads=threads)
-    started = time.perf_counter()
-    model.fit(user_items, show_progress=False)
+            model = CpuAls(**kwargs, num_threads=threads)
+        started = time.perf_counter()
+        model.fit(user_items, show_progress=False)
     seconds = time.perf_counter() - started
     if gpu:
         model = model.to_cpu()

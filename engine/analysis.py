@@ -15,6 +15,9 @@ from engine.tempo import estimate_tempo, onset_envelopes
 
 ANALYZER_VERSION = "mixwith-2"
 
+# Tempo needs a few beats to lock on (engine.tempo refuses less).
+MIN_ANALYSIS_S = 3.0
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -53,12 +56,15 @@ def analyze(y: np.ndarray, *, sr: int) -> Analysis:
     Raises
     ------
     DecodeError
-        If the audio is silent.
+        If the audio is silent or shorter than ``MIN_ANALYSIS_S``.
     """
     if y.ndim != 1:
         raise ParameterError(f"expected mono audio, got shape {y.shape}")
     if is_silent(y):
         raise DecodeError("silent: no audio above -70 dBFS")
+    if len(y) < MIN_ANALYSIS_S * sr:
+        # a user's clip, not a bug: tempo needs a few beats to lock on
+        raise DecodeError(f"too short ({len(y) / sr:.1f} s; need at least {MIN_ANALYSIS_S:g} s)")
     # Two resolutions, each computed once and shared: rhythm needs ~10 ms
     # frames, harmony needs ~3 Hz bins to tell bass notes apart.
     fine = stft_magnitude(y, sr=sr, n_fft=1024, hop_length=256)

@@ -9,7 +9,7 @@ played together by DJs). Each result keeps its parts, the reasons a DJ reads
 candidate sources that proposed it.
 
 The hybrid ranker (:func:`rank_candidates`) scores in numpy (1k candidates
-in about a millisecond), filters (BPM range, key lock, same artist), then
+in a few milliseconds of CPU), filters (BPM range, key lock, same artist), then
 walks the ordered list keeping it diverse (no run of near-duplicates).
 ``score_candidates`` is the earlier, filter-free interface, kept as a thin
 wrapper.
@@ -303,13 +303,22 @@ def energy_flow(query_energy: np.ndarray | float, energy: np.ndarray | float, *,
     return np.clip(1.0 - np.abs(diff - target) / 4.0, 0.0, 1.0)
 
 
-_FEAT_RE = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]|\s+(feat\.?|ft\.?|featuring)\s.*$", re.IGNORECASE)
+# Bracketed parts that name the same recording (a remix is another track: kept)
+_SAME_SONG_RE = re.compile(
+    r"\s*[\(\[][^\)\]]*\b(original|radio|extended|edit|feat|ft|remaster(ed)?|album version|clean|explicit|mono|stereo)\b[^\)\]]*[\)\]]",
+    re.IGNORECASE,
+)
+_FEAT_RE = re.compile(r"\s+(feat\.?|ft\.?|featuring)\s.*$", re.IGNORECASE)
 
 
 def normalise_text(text: str) -> str:
-    """Lower case, accents and bracketed/feat. parts removed, punctuation to spaces."""
+    """Lower case; accents, "feat." tails and same-recording brackets ("Original Mix") removed.
+
+    Remix and version names in brackets stay: a remix is a different track.
+    """
     s = unicodedata.normalize("NFKD", text)
     s = "".join(ch for ch in s if not unicodedata.combining(ch))
+    s = _SAME_SONG_RE.sub("", s)
     s = _FEAT_RE.sub("", s).lower()
     s = re.sub(r"[^\w]+", " ", s)
     return " ".join(s.split())
@@ -333,17 +342,14 @@ def _arrays(candidates: Sequence[TrackFeatures]) -> _Arrays:
     )
 
 
-def _lookup(ids: np.ndarray, mapping: Mapping[int, float] | None) -> tuple[np.ndarray, np.ndarray]:
+def _lookup(ids: list[int], mapping: Mapping[int, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """Values for ``ids`` (0 where missing) and a mask of presence."""
-    vals = np.zeros(len(ids))
-    present = np.zeros(len(ids), dtype=bool)
-    if mapping:
-        for i, t in enumerate(ids.tolist()):
-            v = mapping.get(t)
-            if v is not None:
-                vals[i] = v
-                present[i] = True
-    return vals, present
+    if not mapping:
+        return np.zeros(len(ids)), np.zeros(len(ids), dtype=bool)
+    nan = float("nan")
+    vals = np.array([mapping.get(t, nan) for t in ids], dtype=np.float64)
+    present = ~np.isnan(vals)
+    return np.where(present, vals, 0.0), present
 
 
 def component_scores(
@@ -360,7 +366,12 @@ def component_scores(
     dict with ``key``, ``tempo``, ``energy``, ``delta_bpm``, ``ratio`` arrays
     of shape (len(candidates),).
     """
-    a = _arrays(candidates)
+    return _components(query, _arrays(candidates), weights=weights, direction=direction)
+
+
+def _components(
+    query: TrackFeatures, a: _Arrays, *, weights: Weights, direction: EnergyDirection | None
+) -> dict[str, np.ndarray]:
     table = key_score_table(tuple(weights.camelot_rules), tuple(weights.relation_scores))
     qk = key_index(query.key)
     key = table[qk if qk >= 0 else 24, np.where(a.key >= 0, a.key, 24)]
@@ -453,10 +464,12 @@ def rank_candidates(
     cands = [c for c in candidates if c.track_id != query.track_id]
     if not cands:
         return []
-    parts = component_scores(query, cands, weights=weights, direction=filters.energy)
-    ids = np.fromiter((c.track_id for c in cands), dtype=np.int64, count=len(cands))
-    sound_v, has_sound = _lookup(ids, sound)
-    cf_v, has_cf = _lookup(ids, coplay)
+    arrays = _arrays(cands)
+    parts = _components(query, arrays, weights=weights, direction=filters.energy)
+    ids = arrays.ids
+    id_list = ids.tolist()
+    sound_v, has_sound = _lookup(id_list, sound)
+    cf_v, has_cf = _lookup(id_list, coplay)
     total = (
         weights.key * knobs.sweetness * parts["key"]
         + weights.tempo * knobs.smoothness * parts["tempo"]
@@ -465,7 +478,7 @@ def rank_candidates(
         + weights.coplay * cf_v
     )
     keep = np.ones(len(cands), dtype=bool)
-    bpm = np.fromiter((c.bpm for c in cands), dtype=np.float64, count=len(cands))
+    bpm = arrays.bpm
     if filters.bpm_min is not None:
         keep &= bpm >= filters.bpm_min
     if filters.bpm_max is not None:
@@ -528,10 +541,12 @@ def _diversify(
     seen_songs: set[tuple[str, str]] = set()
     kept_vecs: list[np.ndarray] = []
     want = limit if limit is not None else len(order)
-    for i in order.tolist():
+    rest: list[int] = []
+    order_list = order.tolist()
+    for pos, i in enumerate(order_list):
         if len(kept) >= want:
-            skipped.append(i)
-            continue
+            rest = order_list[pos:]
+            break
         c = cands[i]
         artist = normalise_text(c.artist)
         song = (artist, normalise_text(c.title))
@@ -546,7 +561,7 @@ def _diversify(
             v = np.asarray(vectors[c.track_id], dtype=np.float64)
             norm = np.linalg.norm(v)
             vec = v / norm if norm > 0 else None
-        if vec is not None and kept_vecs and float(np.max(np.stack(kept_vecs) @ vec)) >= diversity.duplicate_similarity:
+        if vec is not None and kept_vecs and max(float(k @ vec) for k in kept_vecs) >= diversity.duplicate_similarity:
             skipped.append(i)
             continue
         kept.append(i)
@@ -556,7 +571,7 @@ def _diversify(
             seen_songs.add(song)
         if vec is not None:
             kept_vecs.append(vec)
-    return np.array(kept + skipped, dtype=np.int64)
+    return np.array(kept + skipped + rest, dtype=np.int64)
 
 
 def score_candidates(

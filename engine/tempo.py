@@ -29,7 +29,7 @@ from engine.errors import ParameterError
 from engine.spectrum import Spectrogram
 
 MIN_BPM = 60.0
-MAX_BPM = 200.0
+MAX_BPM = 185.0
 # The slowest tempo DJs count at: below it, a half-time groove with a steady
 # subdivision (dubstep's hats at 140) is counted at the subdivision.
 DJ_MIN_BPM = 75.0

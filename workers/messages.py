@@ -26,6 +26,8 @@ class MixOptions:
     energy: Literal["up", "down", "steady"] | None = None
     order: bool = True
     exclude_same_artist: bool = False
+    # energy arc of the ordered set: build, peak, cooldown or flat (None: from ``energy``)
+    arc: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,23 +20,53 @@ filtering (``tracks.content_hash`` NULL).
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
 import io
 import logging
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
+import asyncpg
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from db.queries import mixes as mixes_q
+from db.queries import models as models_q
+from db.queries import tracks as tracks_q
 from db.queries.mixes import CatalogEntry
-from engine.rank import normalise_text
+from engine import als
+from engine.camelot import parse_key
+from engine.errors import EngineError, ParameterError
+from engine.playlist import PlaylistTrack, to_m3u, to_rekordbox_xml
+from engine.rank import (
+    SOURCE_CF,
+    SOURCE_HARMONIC,
+    SOURCE_SOUND,
+    Diversity,
+    Filters,
+    Knobs,
+    Scored,
+    TrackFeatures,
+    Weights,
+    merge_sources,
+    normalise_text,
+    rank_candidates,
+    transition_matrix,
+)
+from engine.setorder import order_set
 from workers.errors import InputError
+
+if TYPE_CHECKING:
+    from workers.messages import Candidate, MixOptions
+    from workers.settings import MixSettings
 
 logger = logging.getLogger(__name__)
 
@@ -501,7 +531,7 @@ class ImportReport:
         return d
 
 
-async def import_files(pool, paths: Sequence[Path], *, source: str | None = None, fuzzy_cutoff: float = 90.0,
+async def import_files(pool: asyncpg.Pool, paths: Sequence[Path], *, source: str | None = None, fuzzy_cutoff: float = 90.0,
                        max_bytes: int = MAX_FILE_BYTES) -> ImportReport:
     """Parse, match and store mix histories; bad rows and bad files are reported, not fatal.
 
@@ -569,3 +599,238 @@ async def import_files(pool, paths: Sequence[Path], *, source: str | None = None
     logger.info("imported %d mixes (%d entries), %d relations from %d files; %d stubs, %d problems",
                 report.mixes, report.entries, report.relations, report.files, report.stubs_created, len(errors))
     return report
+
+
+# --- collaborative filtering from the stored history ----------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What ``mixwith train als`` produced."""
+
+    version: str
+    path: str
+    view: str
+    mixes: int
+    tracks: int
+    interactions: int
+    relations: int
+    feedback_pairs: int
+    seconds: float
+    device: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+async def train_from_history(
+    pool: asyncpg.Pool,
+    *,
+    models_dir: Path,
+    view: Literal["item", "mix"] = "item",
+    params: als.AlsParams | None = None,
+    cooccurrence: als.CooccurrenceParams | None = None,
+    relation_weight: float = 2.0,
+    feedback_weight: float = 1.0,
+    threads: int = 0,
+    activate: bool = True,
+) -> TrainReport:
+    """Train ALS on every stored mix (plus sample relations and feedback) and register it.
+
+    Item view: track × track co-occurrence (neighbours weigh more, close tempi a
+    little more); each sample relation adds ``relation_weight``; each 👍/👎 on
+    a recommendation adds ``feedback_weight × value`` to the (query, track) cell
+    (never below zero). Mix view: mix × track play counts (relations and
+    feedback have no mix row and are left out).
+
+    The model is saved to ``models_dir/als/<version>.npz`` and recorded in
+    ``model_versions`` (kind ``als``), active unless ``activate`` is False.
+
+    Raises
+    ------
+    InputError
+        When there is no mix history to learn from.
+    """
+    params = params or als.AlsParams()
+    cooccurrence = cooccurrence or als.CooccurrenceParams()
+    async with pool.acquire() as conn:
+        seqs = await mixes_q.mix_sequences(conn)
+        relations = await mixes_q.relation_pairs(conn)
+        feedback = await mixes_q.feedback_pairs(conn)
+        ids = sorted({t for s in seqs for t in s} | {t for a, b, _ in relations for t in (a, b)}
+                     | ({t for a, b, _ in feedback for t in (a, b)} if view == "item" else set()))
+        tempi = await mixes_q.track_tempi(conn, ids)
+    if not seqs or not ids:
+        raise InputError("no mix history yet: import some with `mixwith mixes import FILE`")
+    index = {t: i for i, t in enumerate(ids)}
+    mixes = [[index[t] for t in s] for s in seqs]
+    if view == "item":
+        bpm = np.array([tempi.get(t, np.nan) for t in ids], dtype=np.float64)
+        matrix = als.cooccurrence_matrix(mixes, n_tracks=len(ids), params=cooccurrence, bpm=bpm)
+        matrix = als.add_pairs(matrix, [(index[a], index[b], relation_weight) for a, b, _ in relations])
+        matrix = als.add_pairs(matrix, [(index[a], index[b], feedback_weight * v) for a, b, v in feedback])
+    else:
+        matrix = als.mix_track_matrix(mixes, n_tracks=len(ids))
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{view}"
+    loop = asyncio.get_running_loop()
+    model = await loop.run_in_executor(
+        None, lambda: als.train_als(matrix, track_ids=np.array(ids), view=view, params=params,
+                                    threads=threads, version=version)
+    )
+    path = als.save_model(model, Path(models_dir) / "als" / f"{version}.npz")
+    metrics = dict(model.metrics, mixes=len(seqs), relations=len(relations), feedback_pairs=len(feedback))
+    async with pool.acquire() as conn:
+        await models_q.register(conn, kind="als", version=version, artifact_path=str(path), metrics=metrics,
+                                activate=activate)
+    return TrainReport(version, str(path), view, len(seqs), len(ids), int(matrix.nnz), len(relations),
+                       len(feedback) if view == "item" else 0, model.metrics["seconds"], model.metrics["device"])
+
+
+async def load_active_model(conn: asyncpg.Connection) -> als.AlsModel | None:
+    """The active ALS model, or None when none was trained (or its file is gone)."""
+    mv = await models_q.active(conn, "als")
+    if mv is None:
+        return None
+    try:
+        return als.load_model(Path(mv.artifact_path))
+    except ParameterError as exc:
+        logger.warning("active ALS model %s unusable: %s", mv.version, exc)
+        return None
+
+
+async def coplay_signals(
+    conn: asyncpg.Connection, model: als.AlsModel | None, track_id: int, *, n: int = 200
+) -> tuple[dict[int, float], dict[int, int]]:
+    """CF candidates for a catalog track: ALS affinity in [0, 1] and co-play counts.
+
+    Returns ``(coplay, counts)``, ready for ``engine.rank.rank_candidates``
+    (``coplay=``, ``coplay_counts=``); empty when the track never appeared in a mix.
+    """
+    near = als.neighbours(model, track_id, n=n) if model is not None else []
+    coplay: dict[int, float] = {}
+    if near:
+        unit = als.unit_scores([s for _, s in near])
+        coplay = {t: float(u) for (t, _), u in zip(near, unit)}
+    counts = await mixes_q.coplay_counts(conn, track_id, list(coplay) or [])
+    return coplay, counts
+
+
+# --- set ordering and export ------------------------------------------------------------------
+
+ENERGY_ARCS = {"up": "build", "down": "cooldown", "steady": "flat"}
+
+
+def order_candidates(
+    query: TrackFeatures,
+    candidates: Sequence["Candidate"],
+    *,
+    weights: Weights,
+    arc: str | None = None,
+) -> tuple["Candidate", ...]:
+    """Re-order recommendations into a playable set that opens after the query track.
+
+    Uses exact search (≤ 10 tracks) or beam search over transition scores
+    (``engine.rank.transition_matrix``) with an optional energy arc
+    (``build``, ``peak``, ``cooldown``, ``flat``). Ranks are renumbered in play order.
+    """
+    if not candidates:
+        return ()
+
+    def key(c):
+        try:
+            return parse_key(c.camelot) if c.camelot else None
+        except EngineError:
+            return None
+
+    feats = [query] + [TrackFeatures(c.track_id, c.bpm, key(c), c.energy or 5, c.artist, c.title) for c in candidates]
+    energies = np.array([max(1, min(10, f.energy)) for f in feats], dtype=np.float64)
+    t = transition_matrix(feats, weights=weights)
+    res = order_set(t, energies=energies if arc else None, arc=arc, start=0)  # type: ignore[arg-type]
+    ordered = [candidates[i - 1] for i in res.order if i != 0]
+    return tuple(dataclasses.replace(c, rank=r) for r, c in enumerate(ordered, start=1))
+
+
+def export_playlist(candidates: Sequence["Candidate"], path: Path, *, name: str = "mixwith set") -> Path:
+    """Write the set as ``.m3u``/``.m3u8`` or rekordbox ``.xml`` (by the file's extension).
+
+    Raises
+    ------
+    InputError
+        For another extension.
+    """
+    tracks = [PlaylistTrack(c.title, c.artist, c.path, None, c.bpm or None, c.camelot or c.key or None) for c in candidates]
+    suffix = Path(path).suffix.lower()
+    if suffix in (".m3u", ".m3u8"):
+        text = to_m3u(tracks, name=name)
+    elif suffix == ".xml":
+        text = to_rekordbox_xml(tracks, name=name)
+    else:
+        raise InputError(f"cannot export to {suffix or 'a file without extension'}: use .m3u8 or .xml (rekordbox)")
+    Path(path).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+# --- hybrid ranking over catalog rows (for workers.pipeline) ----------------------------------
+
+
+async def rank_rows(
+    conn: asyncpg.Connection,
+    query: TrackFeatures,
+    rows: Sequence[tracks_q.TrackRow],
+    *,
+    weights: Weights,
+    options: MixOptions,
+    mix_settings: MixSettings,
+    model: als.AlsModel | None = None,
+    sound: dict[int, float] | None = None,
+    vectors: dict[int, np.ndarray] | None = None,
+    cf_candidates: int = 200,
+) -> list[tuple[Scored, tracks_q.TrackRow]]:
+    """The hybrid ranker over catalog rows, with CF candidates and the user's options.
+
+    Candidates are the given rows (harmonic/tempo neighbours from the caller's
+    tempo window) ∪ the query's ALS neighbours that have an analysis ∪ the
+    tracks in ``sound`` (sounds-like neighbours) when the caller fetched them
+    into ``rows``. Filters come from ``options``, knobs and diversity from
+    ``mix_settings``. Returns every kept candidate, best first (diversified
+    for the first ``options.count``), paired with its row.
+    """
+    by_id = {r.id: r for r in rows}
+    coplay: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    if query.track_id >= 0:
+        coplay, counts = await coplay_signals(conn, model, query.track_id, n=cf_candidates)
+        missing = [t for t in coplay if t not in by_id]
+        if missing:
+            by_id.update(await tracks_q.get_tracks(conn, missing))
+    usable = [r for r in by_id.values() if r.bpm is not None and r.energy is not None]
+    feats = [TrackFeatures(r.id, float(r.bpm or 0.0), _row_key(r.camelot), int(r.energy or 5), r.artist, r.title)
+             for r in usable]
+    sources = merge_sources(**{
+        SOURCE_HARMONIC: [r.id for r in rows],
+        SOURCE_CF: list(coplay),
+        SOURCE_SOUND: list(sound or {}),
+    })
+    common = dict(
+        weights=weights,
+        knobs=Knobs(flow=mix_settings.flow, sweetness=mix_settings.sweetness, smoothness=mix_settings.smoothness),
+        filters=Filters(bpm_min=options.bpm_min, bpm_max=options.bpm_max, key_lock=options.key_lock,
+                        exclude_same_artist=options.exclude_same_artist, energy=options.energy),
+        sound=sound, coplay=coplay, coplay_counts=counts, sources=sources,
+    )
+    scored = rank_candidates(query, feats, diversity=None, **common)
+    # diversity only where it shows (the reply's head), so its cost stays bounded
+    head = rank_candidates(query, feats, vectors=vectors, diversity=Diversity(max_per_artist=mix_settings.max_per_artist),
+                           limit=options.count, **common)
+    head_ids = {s.track_id for s in head}
+    ordered = head + [s for s in scored if s.track_id not in head_ids]
+    return [(s, by_id[s.track_id]) for s in ordered]
+
+
+def _row_key(camelot: str | None):
+    if not camelot:
+        return None
+    try:
+        return parse_key(camelot)
+    except EngineError:
+        return None

@@ -56,7 +56,7 @@ class AudioSettings:
     sample_rate: int = 22050
     max_bytes: int = 200 * 1024 * 1024
     max_duration_s: float = 20 * 60.0
-    min_duration_s: float = 1.0
+    min_duration_s: float = 3.0
     decode_timeout_s: float = 120.0
     analysis_seconds: float = 240.0
     processes: int = 2
@@ -381,6 +381,69 @@ def _bots_from_env(env: Mapping[str, str]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class MixSettings:
+    """Mix-history import, collaborative filtering and ranking knobs (issue 6; see engine.als, engine.rank)."""
+
+    fuzzy_cutoff: float = 90.0
+    max_import_bytes: int = 50 * 1024 * 1024
+    als_factors: int = 32
+    als_iterations: int = 10
+    als_regularization: float = 0.05
+    als_alpha: float = 2.0
+    cooc_window: int = 3
+    cooc_decay: float = 0.5
+    cooc_bpm_boost: float = 0.5
+    relation_weight: float = 2.0
+    feedback_weight: float = 1.0
+    flow: float = 1.0
+    sweetness: float = 1.0
+    smoothness: float = 1.0
+    max_per_artist: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "MixSettings":
+        d = cls()
+        return cls(
+            fuzzy_cutoff=_float(env, "MIXWITH_FUZZY_CUTOFF", d.fuzzy_cutoff),
+            max_import_bytes=_int(env, "MIXWITH_MAX_IMPORT_BYTES", d.max_import_bytes),
+            als_factors=_int(env, "MIXWITH_ALS_FACTORS", d.als_factors),
+            als_iterations=_int(env, "MIXWITH_ALS_ITERATIONS", d.als_iterations),
+            als_regularization=_float(env, "MIXWITH_ALS_REGULARIZATION", d.als_regularization),
+            als_alpha=_float(env, "MIXWITH_ALS_ALPHA", d.als_alpha),
+            cooc_window=_int(env, "MIXWITH_COOC_WINDOW", d.cooc_window),
+            cooc_decay=_float(env, "MIXWITH_COOC_DECAY", d.cooc_decay),
+            cooc_bpm_boost=_float(env, "MIXWITH_COOC_BPM_BOOST", d.cooc_bpm_boost),
+            relation_weight=_float(env, "MIXWITH_RELATION_WEIGHT", d.relation_weight),
+            feedback_weight=_float(env, "MIXWITH_FEEDBACK_WEIGHT", d.feedback_weight),
+            flow=_float(env, "MIXWITH_FLOW", d.flow),
+            sweetness=_float(env, "MIXWITH_SWEETNESS", d.sweetness),
+            smoothness=_float(env, "MIXWITH_SMOOTHNESS", d.smoothness),
+            max_per_artist=_int(env, "MIXWITH_MAX_PER_ARTIST", d.max_per_artist),
+        )
+# --- identification (issue 4) ---------------------------------------------------
+@dataclass(frozen=True)
+class IdentifySettings:
+    """Clip identification against the catalog's fingerprint index.
+
+    Attributes
+    ----------
+    index_dir : Path or None
+        The fingerprint index directory; None puts it under the data home.
+    query_seconds : float
+        Only the first this-many seconds of a clip are fingerprinted.
+    accept_confidence : float
+        Calibrated confidence (0–1) needed to call a clip a catalog track.
+    max_segments : int
+        Small index segments merged beyond this many (incremental adds).
+    """
+
+    index_dir: Path | None = None
+    query_seconds: float = 30.0
+    accept_confidence: float = 0.8
+    max_segments: int = 8
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of mixwith's settings.
 
@@ -397,6 +460,7 @@ class Settings:
     log_level: str = "INFO"
     audio: AudioSettings = field(default_factory=AudioSettings)
     rank: RankSettings = field(default_factory=RankSettings)
+    mixes: MixSettings = field(default_factory=MixSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     embed: EmbedSettings = field(default_factory=EmbedSettings)
@@ -405,6 +469,12 @@ class Settings:
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     spotify: SpotifySettings = field(default_factory=SpotifySettings)
+    identify: IdentifySettings = field(default_factory=IdentifySettings)
+
+    @property
+    def fingerprint_dir(self) -> Path:
+        """The fingerprint index directory (shared by every worker process)."""
+        return self.identify.index_dir or self.home / "fingerprints"
 
     @property
     def pg_dir(self) -> Path:
@@ -418,6 +488,8 @@ class Settings:
     def index_dir(self) -> Path:
         """Sounds-like indexes, one sub-directory per embedder version."""
         return self.home / "index"
+
+    @property
     def spool_dir(self) -> Path:
         """Where chat uploads are written for the workers (bots, issue 8)."""
         return self.bots.spool_dir or self.home / "uploads"
@@ -452,14 +524,27 @@ class Settings:
             pitch_range_pct=_float(env, "MIXWITH_PITCH_RANGE_PCT", RankSettings.pitch_range_pct),
             camelot_rules=rules,
         )
+        fp_dir = _get(env, "MIXWITH_FP_INDEX_DIR", "")
+        identify = IdentifySettings(
+            index_dir=Path(os.path.expanduser(fp_dir)) if fp_dir else None,
+            query_seconds=_float(env, "MIXWITH_IDENTIFY_QUERY_SECONDS", IdentifySettings.query_seconds),
+            accept_confidence=_float(env, "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE", IdentifySettings.accept_confidence),
+            max_segments=max(2, _int(env, "MIXWITH_FP_MAX_SEGMENTS", IdentifySettings.max_segments)),
+        )
+        if not 0.0 < identify.accept_confidence < 1.0:
+            raise SettingsError(
+                f"MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE must be between 0 and 1, got {identify.accept_confidence}"
+            )
         return cls(
             home=Path(os.path.expanduser(_get(env, "MIXWITH_HOME", str(default_home)))),
             database_url=env.get("DATABASE_URL") or None,
             log_level=_get(env, "MIXWITH_LOG_LEVEL", "INFO").upper(),
             audio=audio,
             rank=rank,
+            mixes=MixSettings.from_env(env),
             fetch=_fetch_settings(env),
             queue=_queue_settings(env),
             embed=_embed_from_env(env),
             **_bots_from_env(env),  # bots (issue 8)
+            identify=identify,
         )

@@ -30,6 +30,7 @@ from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, Context, TaskiqDepends
 from db.pool import create_pool
 from db.queries import cache as cache_q
 from db.queries import jobs as jobs_q
+from db.queries import models as models_q
 from workers import pipeline
 from workers.batching import MicroBatcher
 from workers.catalog import add_paths
@@ -64,6 +65,10 @@ class JobContext:
 
     async def stage(self, stage: Stage, message: str = "") -> None:
         """Enter a stage: time the previous one and tell the front end."""
+        self.enter(stage, message)
+
+    def enter(self, stage: Stage, message: str = "") -> None:
+        """``stage`` for synchronous callers (the pipeline's stage callback)."""
         now = time.perf_counter()
         if self.timings is not None and self._t:
             self.timings[self.stage_now] = round(self.timings.get(self.stage_now, 0.0) + now - self._t, 4)
@@ -91,6 +96,9 @@ class JobContext:
 
 
 Handler = Callable[[dict[str, Any], JobContext], Awaitable[dict[str, Any]]]
+
+# How often a worker looks for newly activated models (a retrain, a new index build).
+RELOAD_CHECK_S = 10.0
 
 
 class Worker:
@@ -120,6 +128,9 @@ class Worker:
         self.handlers: dict[str, Handler] = {"mixwith": self._mix, "ingest": self._ingest}
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
         self._own_executor = False
+        self.resources = pipeline.Resources()
+        self._resource_versions: dict[str, str] = {}
+        self._resources_checked = 0.0
 
     def batched(self, name: str, fn: Callable[[list[Any]], Any]) -> MicroBatcher[Any, Any]:
         """The worker's shared micro-batcher for model ``name`` (e.g. the embedder's batched forward).
@@ -156,12 +167,33 @@ class Worker:
         worker._own_executor = own_executor
         worker.sources.set_catalog_lookup(worker._catalog_lookup)
         worker.sweep_previews()
+        await worker.reload_resources(force=True)
         return worker
+
+    async def reload_resources(self, *, force: bool = False) -> bool:
+        """Swap in newly activated models (retrained ALS, new index build) without dropping jobs.
+
+        Checks ``model_versions`` at most every ``RELOAD_CHECK_S``; running jobs keep
+        the ``Resources`` object they started with. Returns True when it reloaded.
+        """
+        now = time.monotonic()
+        if not force and now - self._resources_checked < RELOAD_CHECK_S:
+            return False
+        self._resources_checked = now
+        async with self.pool.acquire() as conn:
+            versions = await models_q.active_versions(conn)
+        if not force and versions == self._resource_versions:
+            return False
+        fresh = await pipeline.Resources.load(self.pool, self.settings)
+        self.resources, self._resource_versions = fresh, versions
+        logger.info("models loaded: %s", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "none")
+        return True
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
             await batcher.close()
         await self.session.close()
+        self.resources.close()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
         await self.pool.close()
@@ -251,6 +283,8 @@ class Worker:
 
     async def _mix(self, payload: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         request = MixRequest.from_dict(payload)
+        await self.reload_resources()
+        resources = self.resources  # this job keeps these even if a reload swaps them meanwhile
         upload = await self.store.get_upload(request.request_id) if request.input_kind == "upload" else None
         key = source_key_of(request, upload)
         ctx.source_key = key
@@ -260,34 +294,42 @@ class Worker:
             fetched = await self._fetch(request, upload, key)
             try:
                 if fetched.track_id is None:
-                    await ctx.stage("analysing", "measuring tempo, key and energy")
                     try:
-                        analysis = await pipeline.analyse_file(fetched.path, settings=self.settings,
-                                                               executor=self.executor)
+                        query = await pipeline.understand_file(
+                            self.pool, fetched.path, settings=self.settings, resources=resources,
+                            executor=self.executor, title=fetched.title, artist=fetched.artist,
+                            on_stage=ctx.enter,
+                        )
                     except InputError as exc:
                         # name the input as the user knows it, not our spool file
                         reason = str(exc).split(": ", 1)[-1]
                         raise InputError(f"{_display_name(request, fetched)}: {reason}") from None
+                    query_dict: dict[str, Any] | None = query.to_dict()
                 else:
-                    analysis = None
+                    query_dict = None
             finally:
                 if request.input_kind == "upload":
                     self.sources.spool.release(fetched.path)
-            cached = {"analysis": analysis, "title": fetched.title, "artist": fetched.artist,
+            cached = {"query": query_dict, "title": fetched.title, "artist": fetched.artist,
                       "track_id": fetched.track_id, "isrc": fetched.isrc, "spotify_id": fetched.spotify_id}
             if key:
                 await self._cache(key, cached)
         await ctx.stage("ranking", "ranking the catalog")
         options = request.options
+        query_d = cached.get("query")
         if cached.get("track_id") is not None:
             ctx.identified_track_id = int(cached["track_id"])
             result = await pipeline.recommend_track(self.pool, ctx.identified_track_id, settings=self.settings,
-                                                    options=options, request_id=request.request_id)
-        else:
-            query = pipeline.Query(analysis=cached["analysis"], title=cached.get("title") or "",
-                                   artist=cached.get("artist") or "")
+                                                    options=options, resources=resources,
+                                                    request_id=request.request_id)
+        elif query_d is not None:
+            query = pipeline.Query.from_dict(query_d)
+            if query.track_id is not None:
+                ctx.identified_track_id = query.track_id
             result = await pipeline.build_result(self.pool, query, settings=self.settings, options=options,
-                                                 request_id=request.request_id)
+                                                 resources=resources, request_id=request.request_id)
+        else:  # a cache entry from before queries were cached whole
+            raise TransientError("the cached analysis is outdated; trying again")
         return result.to_dict()
 
     async def _fetch(self, request: MixRequest, upload: bytes | None, key: str | None) -> FetchedAudio:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
 
@@ -60,24 +61,24 @@ def room_impulse_response(rng: np.random.Generator, *, sr: int, rt60_s: float) -
 
 
 def babble(rng: np.random.Generator, n: int, *, sr: int, talkers: int = 8) -> np.ndarray:
-    """Crowd-like noise: talkers of voiced (harmonic, gliding f0) and unvoiced
-    (speech-band noise) segments under syllabic (3–6 Hz) envelopes."""
+    """Crowd-like noise: talkers alternating voiced (buzz at a gliding f0) and unvoiced
+    (noise) syllables at 3–6 Hz, each shaped to the speech band."""
     out = np.zeros(n)
     t = np.arange(n) / sr
     sos_speech = butter(2, [200, 3500], btype="bandpass", fs=sr, output="sos")
+    smooth = max(1, int(0.04 * sr))
     for _ in range(talkers):
         f0 = rng.uniform(90, 240) * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t + rng.uniform(0, 6)))
-        phase = 2 * np.pi * np.cumsum(f0) / sr
-        voiced = sum((0.7**k) * np.sin(k * phase) for k in range(1, 12))
-        unvoiced = sosfilt(sos_speech, rng.standard_normal(n))
-        # syllable envelope: smoothed random gates at 3–6 Hz
+        cycles = np.cumsum(f0) / sr
+        voiced = 2.0 * (cycles - np.floor(cycles)) - 1.0  # sawtooth: a glottal-like buzz
+        unvoiced = rng.standard_normal(n)
         rate = rng.uniform(3, 6)
         n_syl = int(n / sr * rate) + 2
-        gates = rng.uniform(0, 1, n_syl) > 0.35
-        env = np.repeat(gates.astype(float), int(np.ceil(n / n_syl)))[:n]
-        env = np.convolve(env, np.hanning(int(0.06 * sr)) / (0.03 * sr), mode="same")
-        mix = np.where(rng.uniform(0, 1, n_syl).repeat(int(np.ceil(n / n_syl)))[:n] > 0.3, voiced, unvoiced * 3)
-        talker = sosfilt(sos_speech, mix) * env
+        per = int(np.ceil(n / n_syl))
+        gate = np.repeat((rng.uniform(0, 1, n_syl) > 0.35).astype(float), per)[:n]
+        is_voiced = np.repeat(rng.uniform(0, 1, n_syl) > 0.3, per)[:n]
+        env = uniform_filter1d(gate, smooth)
+        talker = sosfilt(sos_speech, np.where(is_voiced, voiced, unvoiced)) * env
         out += talker / (np.std(talker) + 1e-9) * rng.uniform(0.5, 1.0)
     return out
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import MixService
@@ -48,7 +49,11 @@ def create_app(
         raise ValueError("SLACK_BOT_TOKEN is not set")
     if not settings.app_token and not settings.signing_secret:
         raise ValueError("set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode)")
-    client = client or AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+    if client is None:
+        client = AsyncWebClient(token=settings.bot_token, base_url=settings.api_url)
+        # Many replies editing at once meet Slack's per-method rate limits: wait as told
+        # (Retry-After) rather than lose a final message.
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     app = AsyncApp(
         client=client,
         signing_secret=settings.signing_secret or None,

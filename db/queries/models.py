@@ -55,3 +55,9 @@ async def list_versions(conn: asyncpg.Connection, kind: str | None = None) -> li
         kind,
     )
     return [ModelVersion(**dict(r)) for r in rows]
+
+
+async def active_versions(conn: asyncpg.Connection) -> dict[str, str]:
+    """``{kind: version}`` of every active model: a cheap signature for hot reload."""
+    rows = await conn.fetch("SELECT kind, version FROM model_versions WHERE active")
+    return {r["kind"]: r["version"] for r in rows}

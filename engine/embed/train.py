@@ -293,7 +293,7 @@ def degraded_clip(
     if not degrade_it:
         return clean[start : start + n].copy()
     src = _ensure_length(np.asarray(codec, dtype=np.float32), n) if codec is not None else clean
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(int(seed))
     return degrade(torch.from_numpy(src[start : start + n].copy())[None], sr=sr, g=g, memo=EVAL_MEMO)[0].numpy()
 
 

@@ -114,3 +114,13 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"evil": _Evil()}, path)
     with pytest.raises(Exception, match="[Ww]eights only"):
         load_model(path)
+
+
+def test_default_weights_ship_and_load():
+    """The committed default weights are under 10 MB, load, and name their training command."""
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size <= 10 * 1024 * 1024
+    meta = read_sidecar(DEFAULT_WEIGHTS)
+    assert meta["command"].startswith("mixwith train embedder")
+    model, _ = load_model(DEFAULT_WEIGHTS)
+    assert isinstance(model.config, ModelConfig)

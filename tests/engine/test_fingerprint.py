@@ -60,11 +60,6 @@ def index(catalog: dict[int, np.ndarray], tmp_path_factory: pytest.TempPathFacto
     return idx
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(20261122)
-
-
 def _noisy(y: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal(y.size)
     noise *= np.sqrt(np.mean(y**2) / np.mean(noise**2) / 10 ** (snr_db / 10))

@@ -97,7 +97,8 @@ class MixwithCog(commands.Cog):
         except MixwithError as exc:
             await self._finish(interaction, Reply(request_id="-", error=str(exc)))
             return
-        await self._answer(interaction, chat)
+        # Tracked by the service so shutdown waits for replies in flight.
+        self.service.spawn(self._answer(interaction, chat), name=f"discord mixwith {interaction.id}")
 
     async def mix_with_this(self, interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.defer(thinking=True)
@@ -113,7 +114,8 @@ class MixwithCog(commands.Cog):
         except MixwithError as exc:
             await self._finish(interaction, Reply(request_id="-", error=str(exc)))
             return
-        await self._answer(interaction, chat)
+        # Tracked by the service so shutdown waits for replies in flight.
+        self.service.spawn(self._answer(interaction, chat), name=f"discord mixwith {interaction.id}")
 
     async def _chat(
         self,

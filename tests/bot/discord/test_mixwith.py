@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -164,3 +165,19 @@ async def test_clip_through_the_lead_pipeline_gets_a_ranked_set(fake, pool, cata
     lines = [ln for ln in embed["description"].splitlines() if ln.startswith("`")]
     assert len(lines) == len(catalog)  # all six catalog tracks ranked (count 10 > catalog size)
     assert all(any(t.title in ln for t in catalog) for ln in lines)
+
+
+async def test_reply_after_the_token_expired_goes_to_the_channel(fake, bot, catalog, tmp_path) -> None:
+    """An interaction older than the 15-minute token gets its reply as a channel message naming the user."""
+    data = memo_of(catalog[5], tmp_path / "late.m4a").read_bytes()
+    att = fake.add_attachment("late.m4a", data, "audio/mp4")
+    payload = interaction_payload(name="mixwith", options=[{"name": "clip", "type": 11, "value": att["id"]}],
+                                  attachments={att["id"]: att})
+    old = discord.utils.utcnow() - datetime.timedelta(minutes=16)
+    payload["id"] = str(discord.utils.time_snowflake(old))  # Discord ids carry their creation time
+    bot._connection.parse_interaction_create(payload)
+    await fake.wait_for(lambda f: bool(f.channel_messages) and len(f.reactions) >= 3)
+    msg = fake.channel_messages[0]
+    assert msg["content"].startswith("<@700000000000000001>")
+    assert catalog[5].title in msg["embeds"][0]["title"]
+    assert not any((c.json or {}).get("embeds") for c in fake.calls_to("/messages/@original", "PATCH"))

@@ -1,0 +1,1 @@
+"""Benchmark of tempo, key and energy analysis (``python -m bench.analysis``)."""
