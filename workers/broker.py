@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,6 +70,25 @@ class ReclaimingStreamBroker(RedisStreamBroker):
                     if msg:  # None when the entry was trimmed from the stream meanwhile
                         logger.warning("taking over job %s from a worker that stopped", msg_id)
                         yield AckableMessage(data=msg[b"data"], ack=self._ack_generator(id=msg_id, queue_name=self.queue_name))
+
+
+    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
+        # an ack lost to a dropped connection (e.g. during shutdown) is retried once on a new
+        # connection; if that fails too, the job is redelivered later and found already answered
+        ack = super()._ack_generator(id=id, queue_name=queue_name)
+
+        async def _ack() -> None:
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            try:
+                await ack()
+            except RedisConnectionError:
+                try:
+                    await ack()
+                except RedisConnectionError:
+                    logger.warning("could not acknowledge job %s; it will be redelivered and dropped", id)
+
+        return _ack
 
 
 def make_broker(queue: QueueSettings, *, consumer_name: str | None = None) -> AsyncBroker:

@@ -43,7 +43,9 @@ class Answer:
     error_kind : str
         Name of the ``workers.errors`` class, so front ends can raise it again.
     timings : dict
-        Seconds spent per stage, and ``attempts``.
+        Seconds spent per stage, ``work`` (the job itself), ``total`` and ``deliveries``.
+    worker : str
+        ``host-pid`` of the worker that answered.
     """
 
     request_id: str
@@ -52,15 +54,17 @@ class Answer:
     error: str = ""
     error_kind: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    worker: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "ok": self.ok, "result": self.result, "error": self.error,
-                "error_kind": self.error_kind, "timings": self.timings}
+                "error_kind": self.error_kind, "timings": self.timings, "worker": self.worker}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Answer":
         return cls(request_id=d["request_id"], ok=bool(d["ok"]), result=d.get("result") or {},
-                   error=d.get("error") or "", error_kind=d.get("error_kind") or "", timings=d.get("timings") or {})
+                   error=d.get("error") or "", error_kind=d.get("error_kind") or "", timings=d.get("timings") or {},
+                   worker=d.get("worker") or "")
 
     def raise_for_error(self) -> None:
         """Raise the worker's error again in the caller (a MixwithError subclass)."""

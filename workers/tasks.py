@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -237,7 +238,7 @@ class Worker:
         timings[ctx.stage_now] = round(timings.get(ctx.stage_now, 0.0) + time.perf_counter() - (ctx._t or t0), 4)
         timings["total"] = round(time.perf_counter() - t0, 4)
         timings["deliveries"] = deliveries
-        answer = replace(answer, timings=timings)
+        answer = replace(answer, timings=timings, worker=f"{socket.gethostname()}-{os.getpid()}")
         await ctx.flush()
         if not await self.store.finish(answer, drop_upload=self.settings.fetch.upload_retention_s <= 0):
             logger.info("job %s was answered by another delivery meanwhile", request_id)

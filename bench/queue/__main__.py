@@ -92,7 +92,10 @@ async def bench_memory(settings: Settings) -> dict:
         assert worker is not None
         for i in range(3):  # warm: caches the clip's analysis, starts the engine process
             await client.mix(_request(i), upload=clip)
+        # direct and queued calls alternate, so both see the same machine load
         direct: list[float] = []
+        latency: list[float] = []
+        overhead: list[float] = []
         for i in range(N_LATENCY):
             req = _request(i)
             await worker.store.put_upload(req.request_id, clip)
@@ -100,13 +103,15 @@ async def bench_memory(settings: Settings) -> dict:
             t0 = time.perf_counter()
             await worker.handlers["mixwith"](req.to_dict(), ctx)
             direct.append(time.perf_counter() - t0)
-        latency, overhead = await _sequential(client, clip)
+            lat, ovh = await _sequential(client, clip, n=1)
+            latency += lat
+            overhead += ovh
     return {"direct": direct, "latency": latency, "overhead": overhead}
 
 
-async def _sequential(client, clip: bytes) -> tuple[list[float], list[float]]:
+async def _sequential(client, clip: bytes, n: int = N_LATENCY) -> tuple[list[float], list[float]]:
     latency, overhead = [], []
-    for i in range(N_LATENCY):
+    for i in range(n):
         t0 = time.perf_counter()
         handle = await client.submit(_request(i), upload=clip)
         answer = await handle.answer()
@@ -137,13 +142,20 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-async def _throughput(client, seed0: int) -> float:
+async def _throughput(client, seed0: int, stats: dict | None = None) -> float:
     clips = [_clip(seed0 + i) for i in range(N_THROUGHPUT)]
     t0 = time.perf_counter()
     handles = [await client.submit(_request(i), upload=c) for i, c in enumerate(clips)]
     answers = await asyncio.gather(*(h.answer() for h in handles))
     dt = time.perf_counter() - t0
     assert all(a.ok for a in answers), [a.error for a in answers if not a.ok][:3]
+    if stats is not None:
+        # where the time went: jobs per worker, and mean seconds of analysis per job (grows with CPU contention)
+        per_worker: dict[str, int] = {}
+        for a in answers:
+            per_worker[a.worker] = per_worker.get(a.worker, 0) + 1
+        stats["jobs_per_worker"] = sorted(per_worker.values(), reverse=True)
+        stats["mean_analysing_s"] = float(np.mean([a.timings.get("analysing", 0.0) for a in answers]))
     return N_THROUGHPUT / dt
 
 
@@ -152,18 +164,36 @@ async def _warm(client, n_workers: int) -> None:
     await asyncio.gather(*(client.mix(_request(i), upload=_clip(10_000 + i + 100 * n_workers)) for i in range(4 * n_workers)))
 
 
+async def _ready(client, n: int, timeout_s: float = 300.0) -> None:
+    """Submit rounds of warm-up jobs until n different workers have answered (all started and warm)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    seed = 20_000 + 1000 * n
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {n} workers answered within {timeout_s:g} s")
+        handles = [await client.submit(_request(i), upload=_clip(seed + i)) for i in range(2 * n)]
+        seed += 2 * n
+        seen |= {(await h.answer()).worker for h in handles}
+
+
 async def bench_redis(settings: Settings, home: Path) -> dict:
     out: dict = {}
+    base_name = settings.queue.queue_name
     for n in (1, 2):
+        # a fresh stream and group per phase, so only this phase's workers are in it
+        settings = replace(settings, queue=replace(settings.queue, queue_name=f"{base_name}-{n}"))
         procs = _start_workers(n, settings, home)
         try:
             async with open_queue(settings) as client:
-                await _warm(client, n)
+                await _ready(client, n)
                 if n == 1:
                     clip = _clip(2)
                     await client.mix(_request(0), upload=clip)
                     out["latency"], out["overhead"] = await _sequential(client, clip)
-                out[f"throughput_{n}"] = await _throughput(client, seed0=1000 * n)
+                stats: dict = {}
+                out[f"throughput_{n}"] = await _throughput(client, seed0=1000 * n, stats=stats)
+                out[f"stats_{n}"] = stats
                 # local baseline: the same distinct-clip work, in-process queue
         finally:
             _stop(procs)
@@ -218,7 +248,8 @@ async def main() -> None:
             try:
                 red = await bench_redis(rs, home)
             finally:
-                await _cleanup_redis(prefix)
+                for n in (1, 2):
+                    await _cleanup_redis(f"{prefix}-{n}")
         server.cleanup()
 
     d50, d95 = _pct(mem["direct"], 50), _pct(mem["direct"], 95)
@@ -241,6 +272,10 @@ async def main() -> None:
         print(f"{'redis, 1 worker (1 engine process)':<40}{red['throughput_1']:8.2f}")
         print(f"{'redis, 2 workers (1 engine process each)':<40}{red['throughput_2']:8.2f}"
               f"   ×{red['throughput_2'] / red['throughput_1']:.2f}")
+        for n in (1, 2):
+            st = red[f"stats_{n}"]
+            print(f"  {n} worker(s): jobs per worker {st['jobs_per_worker']}, "
+                  f"mean analysing stage {st['mean_analysing_s']:.2f} s/job")
     else:
         print("redis: skipped (no Redis at 127.0.0.1:6379)")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -254,7 +289,7 @@ async def main() -> None:
         "memory": {k: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for k, v in mem.items()},
         "memory_throughput_jobs_s": mem_tp,
         "redis": ({k: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for k, v in red.items() if isinstance(v, list)}
-                  | {k: v for k, v in red.items() if k.startswith("throughput")}) if red else None,
+                  | {k: v for k, v in red.items() if k.startswith(("throughput", "stats"))}) if red else None,
     }
     (OUT / "queue.json").write_text(json.dumps(summary, indent=2))
     print(f"\nload average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
