@@ -41,7 +41,7 @@ from workers.settings import AudioSettings, Settings
 from workers.sources.base import FetchedAudio, TrackMeta
 from workers.sources.direct import make_session
 from workers.sources.fetch import Sources
-from workers.sources.links import parse_link
+from workers.sources.links import check_url, parse_link
 from workers.sources.upload import UploadSpool
 
 logger = logging.getLogger(__name__)
@@ -289,6 +289,12 @@ class Worker:
         key = source_key_of(request, upload)
         ctx.source_key = key
         await ctx.stage("fetching", "fetching the audio")
+        if request.input_kind == "link":
+            link = parse_link(request.input_ref)
+            if link.service == "direct":
+                # checked before the cache too: a cached answer must not reveal an address we now refuse
+                await asyncio.to_thread(check_url, link.url,
+                                        allow_loopback=self.settings.fetch.allow_loopback_for_tests)
         cached = await self._cached(key)
         if cached is None:
             fetched = await self._fetch(request, upload, key)

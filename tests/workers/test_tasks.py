@@ -121,6 +121,19 @@ async def test_direct_link_is_fetched_once_then_served_from_the_cache(engine_poo
     assert r1.query["bpm"] == r2.query["bpm"]
 
 
+async def test_a_cached_answer_is_not_served_for_an_address_now_refused(engine_pool, qsettings, catalog, write_track):
+    """Once loopback is refused again, a link answered earlier from 127.0.0.1 is refused, not served from the cache."""
+    async with media_server(audio=_clip(write_track)) as media:
+        url = media.url("/audio.wav")
+        async with open_queue(qsettings, executor=engine_pool) as client:
+            await client.mix(_request("link", url))
+        strict = replace(qsettings, fetch=replace(qsettings.fetch, allow_loopback_for_tests=False))
+        async with open_queue(strict, executor=engine_pool) as client:
+            with pytest.raises(BlockedURLError, match="loopback"):
+                await client.mix(_request("link", url))
+    assert media.hits == ["/audio.wav"]
+
+
 async def test_transient_failures_are_retried_with_backoff(engine_pool, qsettings, catalog, write_track):
     """A host answering 503 twice and then the audio gives a result after two retries."""
     async with media_server(audio=_clip(write_track)) as media, open_queue(qsettings, executor=engine_pool) as client:
