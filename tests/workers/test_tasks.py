@@ -257,3 +257,24 @@ async def test_ingest_jobs_add_files_to_the_catalog(engine_pool, qsettings, pool
         handle = await client.submit_ingest([str(folder)], request_id=str(uuid.uuid4()))
         answer = await handle.answer()
     assert answer.ok and len(answer.result["added"]) == 2 and answer.result["failed"] == []
+
+
+async def test_a_retrained_model_is_picked_up_without_restarting_the_worker(
+    engine_pool, qsettings, catalog, pool, tmp_path, write_track
+):
+    """After `train als` activates a new version, the running worker loads it and keeps answering."""
+    import workers.tasks as tasks_mod
+    from workers.mixes import import_files, train_from_history
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    async with open_queue(qsettings, executor=engine_pool) as client:
+        worker = client.local_worker
+        assert worker is not None and worker.resources.als is None
+        await import_files(pool, [examples / "mixes.csv"])
+        await train_from_history(pool, models_dir=tmp_path / "models")
+        worker._resources_checked -= tasks_mod.RELOAD_CHECK_S  # as if the check interval had passed
+        assert await worker.reload_resources() is True
+        assert worker.resources.als is not None
+        assert await worker.reload_resources(force=False) is False  # nothing new: no reload
+        result = await client.mix(_request("upload", "clip.wav"), upload=_clip(write_track))
+    assert 1 <= len(result.results) <= 3
