@@ -401,7 +401,10 @@ def _reasons(
             reasons.append(f"{arrow} (clashes)")
     if query.bpm > 0 and c.bpm > 0:
         tempo_text = f"{delta_bpm:+.1f} BPM"
-        reasons.append(tempo_text if ratio == 0 else f"{tempo_text} at {_RATIO_LABELS[ratio]} time")
+        if ratio != 0:
+            tempo_text = f"{tempo_text} at {_RATIO_LABELS[ratio]} time"
+        # past the pitch-fader range the number alone would read like advice
+        reasons.append(tempo_text if parts["tempo"] > 0 else f"{tempo_text} (tempo clash)")
     if c.energy != query.energy:
         reasons.append(f"energy {query.energy} → {c.energy}")
     if has_sound and parts["sound"] >= 0.5:

@@ -90,6 +90,14 @@ def test_compatible_beats_clashing():
     assert [s.track_id for s in out] == [2, 1]
 
 
+def test_a_tempo_out_of_fader_range_is_called_a_clash():
+    """A candidate the pitch fader cannot reach says so instead of just printing the BPM gap."""
+    out = rank_candidates(Q, [_t(3, bpm=150.0, camelot="8A")])
+    assert any(r.endswith("(tempo clash)") for r in out[0].reasons)
+    near = rank_candidates(Q, [_t(4, bpm=125.0, camelot="8A")])
+    assert not any("clash" in r for r in near[0].reasons)
+
+
 def test_reasons_read_like_a_dj():
     """Reasons name the Camelot move, the BPM change, the sound and the co-play count."""
     out = rank_candidates(
