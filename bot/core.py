@@ -359,24 +359,15 @@ class JobRunner(Protocol):
 RunFunction = Callable[[MixRequest, Callable[[Progress], None]], MixResult]
 
 
-class ThreadRunner:
-    """A JobRunner that calls a blocking ``run(request, report)`` in worker threads.
+class _Line:
+    """Jobs waiting for one of ``concurrency`` slots, each told its place in line."""
 
-    Used before the queue exists and in tests; ``concurrency`` jobs run at
-    once, the rest wait and see their queue position.
-    """
-
-    def __init__(self, run: RunFunction, *, concurrency: int = 1) -> None:
-        self._run = run
+    def __init__(self, concurrency: int) -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting: list[str] = []
-        self._executor = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mixwith-job")
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
-        rid = request.request_id
+    async def wait_turn(self, rid: str) -> AsyncIterator[Progress]:
+        """Yield "queued" events whenever the position changes; return holding a slot."""
         self._waiting.append(rid)
         shown: int | None = None
         try:
@@ -387,11 +378,51 @@ class ThreadRunner:
                     yield Progress(rid, "queued", f"#{position} in the queue", position=position)
                 try:
                     await asyncio.wait_for(self._slots.acquire(), timeout=1.0)
-                    break
+                    return
                 except asyncio.TimeoutError:
                     continue
         finally:
             self._waiting.remove(rid)
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+async def _events_then_result(
+    job: "asyncio.Future[MixResult]", events: "asyncio.Queue[Progress]"
+) -> AsyncIterator[Progress | MixResult]:
+    """Progress events as the job reports them, then its result (or its exception)."""
+    while not job.done():
+        getter = asyncio.ensure_future(events.get())
+        await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            yield getter.result()
+        else:
+            getter.cancel()
+    while not events.empty():
+        yield events.get_nowait()
+    yield job.result()
+
+
+class ThreadRunner:
+    """A JobRunner that calls a blocking ``run(request, report)`` in worker threads.
+
+    Used before the queue exists and in tests; ``concurrency`` jobs run at
+    once, the rest wait and see their queue position.
+    """
+
+    def __init__(self, run: RunFunction, *, concurrency: int = 1) -> None:
+        self._run = run
+        self._line = _Line(concurrency)
+        self._executor = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mixwith-job")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
+        rid = request.request_id
+        async for event in self._line.wait_turn(rid):
+            yield event
         try:
             loop = asyncio.get_running_loop()
             events: asyncio.Queue[Progress] = asyncio.Queue()
@@ -400,18 +431,10 @@ class ThreadRunner:
                 loop.call_soon_threadsafe(events.put_nowait, p)
 
             job = loop.run_in_executor(self._executor, self._run, request, report)
-            while not job.done():
-                getter = asyncio.ensure_future(events.get())
-                await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            while not events.empty():
-                yield events.get_nowait()
-            yield job.result()
+            async for item in _events_then_result(job, events):
+                yield item
         finally:
-            self._slots.release()
+            self._line.release()
 
 
 class QueueRunner:
@@ -461,8 +484,7 @@ class PipelineRunner:
         self._concurrency = concurrency
         self._executor = executor
         self._own_executor = executor is None
-        self._slots = asyncio.Semaphore(concurrency)
-        self._waiting: list[str] = []
+        self._line = _Line(concurrency)
 
     def _pool_executor(self) -> concurrent.futures.Executor:
         # Analysis runs in worker processes: in threads it would hold the GIL and
@@ -482,21 +504,8 @@ class PipelineRunner:
         from workers import pipeline  # imported here: the bot starts without the engine stack loaded
 
         rid = request.request_id
-        self._waiting.append(rid)
-        shown: int | None = None
-        try:
-            while True:
-                position = self._waiting.index(rid) + 1
-                if position != shown:
-                    shown = position
-                    yield Progress(rid, "queued", f"#{position} in the queue", position=position)
-                try:
-                    await asyncio.wait_for(self._slots.acquire(), timeout=1.0)
-                    break
-                except asyncio.TimeoutError:
-                    continue
-        finally:
-            self._waiting.remove(rid)
+        async for event in self._line.wait_turn(rid):
+            yield event
         fetched: Path | None = None
         try:
             events: asyncio.Queue[Progress] = asyncio.Queue()
@@ -511,18 +520,10 @@ class PipelineRunner:
                 self._pool, path, settings=self._settings, options=request.options,
                 request_id=rid, executor=self._pool_executor(), on_stage=lambda stage, msg: events.put_nowait(Progress(rid, stage, msg)),
             ))
-            while not job.done():
-                getter = asyncio.ensure_future(events.get())
-                await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
-            while not events.empty():
-                yield events.get_nowait()
-            yield job.result()
+            async for item in _events_then_result(job, events):
+                yield item
         finally:
-            self._slots.release()
+            self._line.release()
             if fetched is not None:
                 fetched.unlink(missing_ok=True)
 
