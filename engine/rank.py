@@ -42,6 +42,8 @@ RELATION_SCORES: dict[str, float] = {
 }
 DEFAULT_RULES: tuple[str, ...] = ("same", "+1", "-1", "relative", "diagonal", "+2")
 COMPONENTS: tuple[str, ...] = ("key", "tempo", "energy", "sound", "coplay")
+# Least sounds-like similarity (0-1) that earns the "sounds like it" reason.
+SOUND_REASON_MIN = 0.5
 # Source names a candidate can come from.
 SOURCE_HARMONIC, SOURCE_SOUND, SOURCE_CF = "harmonic", "sounds-like", "co-play"
 
@@ -388,6 +390,7 @@ def _reasons(
     delta_bpm: float,
     ratio: int,
     has_sound: bool,
+    sound_cut: float,
     has_cf: bool,
     coplay_count: int,
 ) -> tuple[str, ...]:
@@ -407,7 +410,7 @@ def _reasons(
         reasons.append(tempo_text if parts["tempo"] > 0 else f"{tempo_text} (tempo clash)")
     if c.energy != query.energy:
         reasons.append(f"energy {query.energy} → {c.energy}")
-    if has_sound and parts["sound"] >= 0.5:
+    if has_sound and parts["sound"] >= sound_cut:
         reasons.append("sounds like it")
     if coplay_count > 0:
         reasons.append(f"played together in {coplay_count} mix{'es' if coplay_count != 1 else ''}")
@@ -499,6 +502,10 @@ def rank_candidates(
         chosen = chosen[:limit]
     out: list[Scored] = []
     counts = coplay_counts or {}
+    # "sounds like it" only for the closest fifth of the sounds-like neighbours: when a
+    # model finds everything similar, an absolute threshold would say it of every track
+    present = sound_v[has_sound]
+    sound_cut = max(SOUND_REASON_MIN, float(np.quantile(present, 0.8))) if present.size else SOUND_REASON_MIN
     for i in chosen:
         c = cands[i]
         comp = {
@@ -510,7 +517,7 @@ def rank_candidates(
         }
         reasons = _reasons(
             query, c, comp, delta_bpm=float(parts["delta_bpm"][i]), ratio=int(parts["ratio"][i]),
-            has_sound=bool(has_sound[i]), has_cf=bool(has_cf[i]), coplay_count=int(counts.get(c.track_id, 0)),
+            has_sound=bool(has_sound[i]), sound_cut=sound_cut, has_cf=bool(has_cf[i]), coplay_count=int(counts.get(c.track_id, 0)),
         )
         if sources is not None and c.track_id in sources:
             src = tuple(dict.fromkeys(sources[c.track_id]))

@@ -98,6 +98,15 @@ def test_a_tempo_out_of_fader_range_is_called_a_clash():
     assert not any("clash" in r for r in near[0].reasons)
 
 
+def test_sounds_like_is_said_only_of_the_closest_neighbours():
+    """When every candidate scores as similar, only the closest fifth is said to sound like the query."""
+    cands = [_t(i, camelot="8A") for i in range(1, 11)]
+    sound = {i: 0.80 + 0.01 * i for i in range(1, 11)}
+    out = rank_candidates(Q, cands, sound=sound)
+    said = {s.track_id for s in out if "sounds like it" in s.reasons}
+    assert said == {9, 10}
+
+
 def test_reasons_read_like_a_dj():
     """Reasons name the Camelot move, the BPM change, the sound and the co-play count."""
     out = rank_candidates(
