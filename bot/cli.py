@@ -8,12 +8,13 @@ print a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +71,17 @@ def _user_errors(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+@contextlib.contextmanager
+def _progress(console: Console, label: str, *, disable: bool = False) -> Iterator[Callable[[int, int, str], None]]:
+    """A transient progress bar; yields the ``on_progress(done, total, path)`` callback the workers take."""
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True, disable=disable or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total, path: bar.update(task, completed=done, total=total)
+
+
 async def _with_pool(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
     from db.pool import create_pool
 
@@ -120,15 +132,7 @@ def catalog_add(paths: tuple[Path, ...], as_json: bool) -> None:
     async def run(pool: Any) -> Any:
         from workers.catalog import add_to_catalog
 
-        with Progress(
-            TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True, disable=as_json or not console.is_terminal,
-        ) as bar:
-            task = bar.add_task("analysing", total=None)
-
-            def on_progress(done: int, total: int, path: str) -> None:
-                bar.update(task, completed=done, total=total)
-
+        with _progress(console, "analysing", disable=as_json) as on_progress:
             return await add_to_catalog(pool, list(paths), settings=settings, on_progress=on_progress)
 
     update = asyncio.run(_with_pool(settings, run))
@@ -429,15 +433,8 @@ def demo(tracks: int, seconds: float, as_json: bool) -> None:
         from workers.demo import run_demo
 
         console.print(f"Rendering {tracks} demo tracks into {settings.home / 'demo' / 'tracks'} …")
-        with Progress(
-            TextColumn("analysing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
-        ) as bar:
-            task = bar.add_task("analysing", total=None)
-            return await run_demo(
-                pool, settings=settings, count=tracks, duration_s=seconds,
-                on_progress=lambda d, t, p: bar.update(task, completed=d, total=t),
-            )
+        with _progress(console, "analysing") as on_progress:
+            return await run_demo(pool, settings=settings, count=tracks, duration_s=seconds, on_progress=on_progress)
 
     out = asyncio.run(_with_pool(settings, run))
     if as_json:
@@ -577,14 +574,9 @@ def index_build(as_json: bool) -> None:
         from workers.embedding import build_catalog_index, open_embedder
 
         embedder, version = open_embedder(settings.embed)
-        with Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
-        ) as bar:
-            task = bar.add_task("embedding", total=None)
+        with _progress(console, "embedding") as on_progress:
             return await build_catalog_index(
-                pool, settings=settings, embedder=embedder, model_version=version,
-                on_progress=lambda d, t, p: bar.update(task, completed=d, total=t),
+                pool, settings=settings, embedder=embedder, model_version=version, on_progress=on_progress
             )
 
     report = asyncio.run(_with_pool(settings, run))

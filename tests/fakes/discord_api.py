@@ -20,6 +20,8 @@ from typing import Any
 import discord.utils
 from aiohttp import web
 
+from tests.fakes._server import start_local
+
 APP_ID = 900000000000000001
 BOT_ID = 900000000000000002
 _seq = itertools.count()
@@ -85,11 +87,7 @@ class FakeDiscord:
         r.add_put("/api/v10/applications/{app}/commands", self._sync)
         r.add_put("/api/v10/applications/{app}/guilds/{gid}/commands", self._sync)
         r.add_get("/attachments/{name}", self._download)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await start_local(app)
         self.url = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:

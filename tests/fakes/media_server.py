@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 from aiohttp import web
 
+from tests.fakes._server import start_local
+
 
 def wav_bytes(*, seconds: float = 4.0, sr: int = 22050, freq_hz: float = 440.0, seed: int = 0) -> bytes:
     """A short WAV: a tone with a little seeded noise, so decoders have something real to read."""
@@ -110,11 +112,7 @@ def _app(server: MediaServer) -> web.Application:
 async def media_server(*, host: str = "127.0.0.1", audio: bytes | None = None) -> AsyncIterator[MediaServer]:
     """Run a fake media host on ``host`` (any free port) for the duration of the block."""
     server = MediaServer(host=host, port=0, audio=audio if audio is not None else wav_bytes())
-    runner = web.AppRunner(_app(server), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    server.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, server.port = await start_local(_app(server), host=host)
     try:
         yield server
     finally:

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes._server import start_local
+
 BOT_USER = "UMIXBOT01"
 TEAM = "TMIXTEAM1"
 
@@ -69,11 +71,8 @@ class FakeSlack:
         app.router.add_get("/files-pri/{owner}/download/{name}", self._private)
         app.router.add_get("/files-pri/{owner}/{name}", self._private)
         app.router.add_get("/media/{name}", self._media)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, port = await start_local(app)
+        self.url = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
         if self._runner is not None:

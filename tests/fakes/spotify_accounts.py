@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes._server import start_local
+
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -71,11 +73,8 @@ class FakeSpotify:
         app.router.add_get("/v1/search", self._search)
         app.router.add_post("/v1/me/playlists", self._create)
         app.router.add_post("/v1/playlists/{pid}/items", self._add)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, port = await start_local(app)
+        self.url = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes._server import start_local
+
 CLIENT_ID = "fake-client-id"
 CLIENT_SECRET = "fake-client-secret"
 TOKEN = "fake-app-token"
@@ -102,11 +104,7 @@ def _app(fake: FakeSpotify) -> web.Application:
 async def spotify_api() -> AsyncIterator[FakeSpotify]:
     """Run the fake on 127.0.0.1 (any free port) for the duration of the block."""
     fake = FakeSpotify()
-    runner = web.AppRunner(_app(fake), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, fake.port = await start_local(_app(fake))
     try:
         yield fake
     finally:
