@@ -355,7 +355,7 @@ def train_als(view: str, factors: int | None, iterations: int | None, as_json: b
     from engine.als import AlsParams, CooccurrenceParams
 
     m = settings.mixes
-    params = AlsParams(factors=factors or m.als_factors, iterations=iterations or m.als_iterations,
+    params = AlsParams(factors=factors or m.als_factors, iterations=iterations or m.als_iterations, cg_steps=m.als_cg_steps,
                        regularization=m.als_regularization, alpha=m.als_alpha)
     cooc = CooccurrenceParams(window=m.cooc_window, decay=m.cooc_decay, bpm_boost=m.cooc_bpm_boost)
 

@@ -388,6 +388,7 @@ class MixSettings:
     max_import_bytes: int = 50 * 1024 * 1024
     als_factors: int = 32
     als_iterations: int = 10
+    als_cg_steps: int = 2
     als_regularization: float = 0.05
     als_alpha: float = 2.0
     cooc_window: int = 3
@@ -408,6 +409,7 @@ class MixSettings:
             max_import_bytes=_int(env, "MIXWITH_MAX_IMPORT_BYTES", d.max_import_bytes),
             als_factors=_int(env, "MIXWITH_ALS_FACTORS", d.als_factors),
             als_iterations=_int(env, "MIXWITH_ALS_ITERATIONS", d.als_iterations),
+            als_cg_steps=_int(env, "MIXWITH_ALS_CG_STEPS", d.als_cg_steps),
             als_regularization=_float(env, "MIXWITH_ALS_REGULARIZATION", d.als_regularization),
             als_alpha=_float(env, "MIXWITH_ALS_ALPHA", d.als_alpha),
             cooc_window=_int(env, "MIXWITH_COOC_WINDOW", d.cooc_window),

@@ -228,9 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-timing", action="store_true", help="no ALS timing runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("bench/out/recommend"))
+    defaults = als.AlsParams()
+    ap.add_argument("--iterations", type=int, default=defaults.iterations, help="ALS sweeps")
+    ap.add_argument("--cg-steps", type=int, default=defaults.cg_steps, help="conjugate-gradient steps per half-sweep")
     args = ap.parse_args(argv)
     size = QUICK if args.quick else FULL
-    params = als.AlsParams()
+    params = als.AlsParams(iterations=args.iterations, cg_steps=args.cg_steps)
     t_start = time.perf_counter()
 
     cat = make_catalog(size.tracks, n_scenes=size.scenes, seed=args.seed)

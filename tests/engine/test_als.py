@@ -125,3 +125,13 @@ def test_gpu_training_matches_cpu_neighbourhoods(rng):
     model = als.train_als(mat, track_ids=np.arange(40), view="item", params=als.AlsParams(factors=8, iterations=8), use_gpu=True)
     assert model.metrics["device"] == "cuda"
     assert all(t < 20 for t, _ in als.neighbours(model, 5, n=10))
+
+
+def test_cg_steps_recorded_and_validated(tmp_path):
+    """The solver's CG steps are a hyper-parameter: saved with the model, and zero is refused."""
+    with pytest.raises(ParameterError, match="cg_steps"):
+        als.AlsParams(cg_steps=0)
+    mat = als.mix_track_matrix([[0, 1, 2], [1, 2, 3], [0, 3]], n_tracks=4)
+    model = als.train_als(mat, track_ids=np.arange(4), view="mix", params=als.AlsParams(factors=4, iterations=2, cg_steps=1))
+    loaded = als.load_model(als.save_model(model, tmp_path / "m.npz"))
+    assert loaded.params.cg_steps == 1
