@@ -6,6 +6,11 @@ the bot calls with Slack's response shapes (``auth.test``, ``chat.postMessage``,
 upload URL → ``files.completeUploadExternal``), rejects wrong tokens with
 ``invalid_auth`` like Slack, and serves private files only to
 ``Authorization: Bearer <bot token>``. Every call is recorded.
+
+Socket Mode as Slack runs it: ``apps.connections.open`` (app token only) hands
+out a ``ws://`` URL; the socket says ``hello``, then the test pushes envelopes
+(``slash_commands``, ``events_api``) with :meth:`FakeSlack.push` and reads the
+app's acknowledgements (``{"envelope_id", "payload"?}``) from ``acks``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import itertools
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +41,11 @@ class Call:
 class FakeSlack:
     """Run with ``await fake.start()``."""
 
-    def __init__(self, *, token: str = "xoxb-test") -> None:
+    def __init__(self, *, token: str = "xoxb-test", app_token: str = "xapp-1-AMIXWITH1-test") -> None:
         self.token = token
+        self.app_token = app_token
+        self.sockets: list[web.WebSocketResponse] = []
+        self.acks: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.uploads: dict[str, bytes] = {}
@@ -71,16 +80,28 @@ class FakeSlack:
         app.router.add_get("/files-pri/{owner}/download/{name}", self._private)
         app.router.add_get("/files-pri/{owner}/{name}", self._private)
         app.router.add_get("/media/{name}", self._media)
+        app.router.add_get("/link/", self._link)
         self._runner, port = await start_local(app)
         self.url = f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def wait_for(self, predicate: Any, timeout_s: float = 30.0) -> None:
         async with self.changed:
             await asyncio.wait_for(self.changed.wait_for(lambda: predicate(self)), timeout_s)
+
+    async def push(self, kind: str, payload: dict[str, Any], *, accepts_response_payload: bool = True) -> str:
+        """Send an envelope down the newest Socket Mode connection; returns its envelope id."""
+        await self.wait_for(lambda f: bool(f.sockets))
+        envelope_id = str(uuid.uuid4())
+        await self.sockets[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                          "accepts_response_payload": accepts_response_payload,
+                                          "retry_attempt": 0, "retry_reason": ""})
+        return envelope_id
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -100,7 +121,9 @@ class FakeSlack:
             if isinstance(args.get(k), str):
                 args[k] = json.loads(args[k])
         auth = request.headers.get("Authorization", "")
-        if auth != f"Bearer {self.token}" and args.get("token") != self.token:
+        # apps.connections.open takes the app-level token and nothing else, as on Slack.
+        token = self.app_token if method == "apps.connections.open" else self.token
+        if auth != f"Bearer {token}" and args.get("token") != token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         self.calls.append(Call(method, args))
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
@@ -111,6 +134,28 @@ class FakeSlack:
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://mixwith-test.slack.com/", "team": "mixwith test", "user": "mixwith",
                 "team_id": TEAM, "user_id": BOT_USER, "bot_id": "BMIXBOT01", "is_enterprise_install": False}
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        ticket = uuid.uuid4().hex
+        return {"ok": True, "url": f"{self.url.replace('http://', 'ws://')}/link/?ticket={ticket}&app_id=AMIXWITH1"}
+
+    async def _link(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets) + 1,
+                            "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+                            "connection_info": {"app_id": "AMIXWITH1"}})
+        self.sockets.append(ws)
+        await self._notify()
+        try:
+            async for msg in ws:
+                if msg.type == web.WSMsgType.TEXT:
+                    ack = json.loads(msg.data)
+                    self.acks[ack["envelope_id"]] = ack
+                    await self._notify()
+        finally:
+            self.sockets.remove(ws)
+        return ws
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = f"{1767225600 + next(self._ts)}.000100"
