@@ -91,6 +91,10 @@ class Weights:
         Overrides of :data:`RELATION_SCORES`.
     half_double_factor : float in [0, 1]
         Multiplier for a half/double-time match (works, changes the feel).
+    tempo_clash : float >= 0
+        Subtracted when both tempi are known and no pitch-fader move (even at
+        half/double time) brings them together: such a track cannot be
+        beatmatched, so a perfect key should not lift it above one that can.
     """
 
     key: float = 0.35
@@ -102,9 +106,10 @@ class Weights:
     camelot_rules: tuple[str, ...] = DEFAULT_RULES
     relation_scores: tuple[tuple[str, float], ...] = ()
     half_double_factor: float = 0.85
+    tempo_clash: float = 0.3
 
     def __post_init__(self) -> None:
-        for name in COMPONENTS:
+        for name in (*COMPONENTS, "tempo_clash"):
             if getattr(self, name) < 0:
                 raise ParameterError(f"weight {name} must be >= 0")
         if self.pitch_range_pct <= 0:
@@ -365,7 +370,8 @@ def component_scores(
 
     Returns
     -------
-    dict with ``key``, ``tempo``, ``energy``, ``delta_bpm``, ``ratio`` arrays
+    dict with ``key``, ``tempo``, ``energy``, ``delta_bpm``, ``ratio`` and
+    ``clash`` (1.0 where both tempi are known and out of fader range) arrays
     of shape (len(candidates),).
     """
     return _components(query, _arrays(candidates), weights=weights, direction=direction)
@@ -379,7 +385,14 @@ def _components(
     key = table[qk if qk >= 0 else 24, np.where(a.key >= 0, a.key, 24)]
     tempo, delta, ratio = _tempo_arrays(np.full(len(a.bpm), float(query.bpm)), a.bpm, weights.pitch_range_pct, weights.half_double_factor)
     energy = energy_flow(float(query.energy), a.energy, direction=direction)
-    return {"key": key, "tempo": tempo, "energy": energy, "delta_bpm": delta, "ratio": ratio}
+    clash = _clashes(np.full(len(a.bpm), float(query.bpm)), a.bpm, tempo)
+    return {"key": key, "tempo": tempo, "energy": energy, "delta_bpm": delta, "ratio": ratio, "clash": clash}
+
+
+def _clashes(query_bpm: np.ndarray, bpm: np.ndarray, tempo: np.ndarray) -> np.ndarray:
+    """1.0 where both tempi are known and the tempo part is zero; unknown tempo is no clash."""
+    known = (query_bpm > 0) & (bpm > 0) & np.isfinite(query_bpm) & np.isfinite(bpm)
+    return (known & (tempo <= 0)).astype(np.float64)
 
 
 def _reasons(
@@ -482,6 +495,7 @@ def rank_candidates(
         + weights.energy * knobs.flow * parts["energy"]
         + weights.sound * sound_v
         + weights.coplay * cf_v
+        - weights.tempo_clash * parts["clash"]
     )
     keep = np.ones(len(cands), dtype=bool)
     bpm = arrays.bpm
@@ -671,15 +685,14 @@ def transition_matrix(
     table = key_score_table(tuple(weights.camelot_rules), tuple(weights.relation_scores))
     ki = np.where(a.key >= 0, a.key, 24)
     key = table[ki[:, None], ki[None, :]]
-    tempo, _, _ = _tempo_arrays(
-        np.broadcast_to(a.bpm[:, None], (n, n)), np.broadcast_to(a.bpm[None, :], (n, n)),
-        weights.pitch_range_pct, weights.half_double_factor,
-    )
+    from_bpm, to_bpm = np.broadcast_to(a.bpm[:, None], (n, n)), np.broadcast_to(a.bpm[None, :], (n, n))
+    tempo, _, _ = _tempo_arrays(from_bpm, to_bpm, weights.pitch_range_pct, weights.half_double_factor)
     energy = energy_flow(a.energy[:, None], a.energy[None, :], direction="steady")
     out = (
         weights.key * knobs.sweetness * key
         + weights.tempo * knobs.smoothness * tempo
         + weights.energy * knobs.flow * energy
+        - weights.tempo_clash * _clashes(from_bpm, to_bpm, tempo)
     )
     if coplay is not None:
         out = out + weights.coplay * coplay

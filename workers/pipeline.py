@@ -156,7 +156,7 @@ def weights_from(settings: Settings) -> Weights:
     r = settings.rank
     return Weights(
         key=r.w_key, tempo=r.w_tempo, energy=r.w_energy, sound=r.w_sound, coplay=r.w_coplay,
-        pitch_range_pct=r.pitch_range_pct, camelot_rules=r.camelot_rules,
+        pitch_range_pct=r.pitch_range_pct, tempo_clash=r.tempo_clash, camelot_rules=r.camelot_rules,
     )
 
 

@@ -81,6 +81,7 @@ class RankSettings:
     w_sound: float = 0.15
     w_coplay: float = 0.10
     pitch_range_pct: float = 6.0
+    tempo_clash: float = 0.3
     camelot_rules: tuple[str, ...] = ("same", "+1", "-1", "relative", "diagonal", "+2")
 
 
@@ -524,6 +525,7 @@ class Settings:
             w_sound=_float(env, "MIXWITH_W_SOUND", RankSettings.w_sound),
             w_coplay=_float(env, "MIXWITH_W_COPLAY", RankSettings.w_coplay),
             pitch_range_pct=_float(env, "MIXWITH_PITCH_RANGE_PCT", RankSettings.pitch_range_pct),
+            tempo_clash=_float(env, "MIXWITH_TEMPO_CLASH_PENALTY", RankSettings.tempo_clash),
             camelot_rules=rules,
         )
         fp_dir = _get(env, "MIXWITH_FP_INDEX_DIR", "")

@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import itertools
 import json
 import platform
 import time
@@ -113,7 +114,7 @@ class Models:
         parts = component_scores(self.features[q], self.features, weights=weights)
         return (
             weights.key * parts["key"] + weights.tempo * parts["tempo"] + weights.energy * parts["energy"]
-            + weights.sound * self.sound_scores(q)
+            + weights.sound * self.sound_scores(q) - weights.tempo_clash * parts["clash"]
         )
 
 
@@ -153,15 +154,15 @@ def tune(m: Models, pairs) -> tuple[Weights, float, list]:
         cand, a, knn = hybrid_candidates(m, q)
         parts = component_scores(m.features[q], [m.features[i] for i in cand], weights=Weights())
         hit = np.flatnonzero(cand == target)
-        cached.append((np.stack([parts["key"], parts["tempo"], parts["energy"], m.sound_scores(q)[cand], a, knn]), hit))
+        cached.append((np.stack([parts["key"], parts["tempo"], parts["energy"], m.sound_scores(q)[cand], a, knn, -parts["clash"]]), hit))
     grid = []
     for wk in (0.35, 0.7, 1.2):
         for wt in (0.3, 0.6, 1.0):
             for we in (0.1, 0.3):
                 for ws in (0.15, 0.4):
                     for wc in (1.0, 2.5, 4.0):
-                        for mix in (0.3, 0.5, 0.8):
-                            w = np.array([wk, wt, we, ws, wc * (1 - mix), wc * mix])
+                        for mix, wx in itertools.product((0.3, 0.5, 0.8), (0.0, 0.3)):
+                            w = np.array([wk, wt, we, ws, wc * (1 - mix), wc * mix, wx])
                             nd = 0.0
                             for comp, hit in cached:
                                 if hit.size == 0:
@@ -170,10 +171,10 @@ def tune(m: Models, pairs) -> tuple[Weights, float, list]:
                                 rank = int(np.sum(total > total[hit[0]]))
                                 if rank < K:
                                     nd += 1.0 / np.log2(rank + 2.0)
-                            grid.append((nd / len(pairs), wk, wt, we, ws, wc, mix))
+                            grid.append((nd / len(pairs), wk, wt, we, ws, wc, mix, wx))
     best = max(grid)
-    _, wk, wt, we, ws, wc, mix = best
-    return Weights(key=wk, tempo=wt, energy=we, sound=ws, coplay=wc), mix, sorted(grid, reverse=True)[:5]
+    _, wk, wt, we, ws, wc, mix, wx = best
+    return Weights(key=wk, tempo=wt, energy=we, sound=ws, coplay=wc, tempo_clash=wx), mix, sorted(grid, reverse=True)[:5]
 
 
 def _topk_n(scores: np.ndarray, exclude: int, n: int) -> np.ndarray:
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nmixwith bench/recommend ({'quick' if args.quick else 'full'}): {size.tracks} tracks, {len(mixes)} mixes "
           f"({interactions} training plays), {len(test)} test queries, seed {args.seed}")
     print(f"hybrid weights tuned on {len(val)} validation queries in {tune_s:.0f} s: key={hybrid_w.key} "
-          f"tempo={hybrid_w.tempo} energy={hybrid_w.energy} sound={hybrid_w.sound} coplay={hybrid_w.coplay} "
+          f"tempo={hybrid_w.tempo} tempo_clash={hybrid_w.tempo_clash} energy={hybrid_w.energy} sound={hybrid_w.sound} coplay={hybrid_w.coplay} "
           f"(co-occurrence share of CF {best_knn_mix}); validation NDCG@10 {grid[0][0]:.3f}\n")
     print(f"{'method':<26}{'HR@10':>8}{'NDCG@10':>9}{'ms/query':>10}")
     for name, r in results.items():

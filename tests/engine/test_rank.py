@@ -197,6 +197,21 @@ def test_score_candidates_keeps_old_contract():
     assert out[-1].track_id == 1
 
 
+def test_a_beatmatchable_track_outranks_a_tempo_clash_in_the_same_key():
+    """Same key at 150 BPM cannot be beatmatched with 124; 125 BPM in a clashing key can, so it comes first."""
+    out = rank_candidates(Q, [_t(1, bpm=150.0, camelot="8A"), _t(2, bpm=125.0, camelot="3B")])
+    assert [s.track_id for s in out] == [2, 1]
+    lenient = rank_candidates(Q, [_t(1, bpm=150.0, camelot="8A"), _t(2, bpm=125.0, camelot="3B")], weights=Weights(tempo_clash=0.0))
+    assert [s.track_id for s in lenient] == [1, 2]
+
+
+def test_unknown_tempo_is_not_a_clash():
+    """A beatless track (bpm 0) is not pushed down like a tempo clash: it can play over anything."""
+    out = rank_candidates(Q, [_t(1, bpm=0.0, camelot="8A"), _t(2, bpm=150.0, camelot="8A")])
+    assert [s.track_id for s in out] == [1, 2]
+    assert out[0].score > out[1].score
+
+
 def test_unknown_key_and_tempo_score_zero():
     """A candidate without key or tempo gets 0 for those parts, not an error."""
     out = rank_candidates(Q, [_t(1, bpm=0.0, camelot=None)])
@@ -216,3 +231,10 @@ def test_transition_matrix_prefers_compatible_pairs():
     m = transition_matrix(tracks)
     assert m.shape == (3, 3) and np.all(np.diag(m) == 0)
     assert m[0, 1] > m[0, 2] and m[1, 0] > m[2, 0]
+
+
+def test_transition_matrix_penalises_a_tempo_clash_in_the_same_key():
+    """In a set, a same-key jump the fader cannot bridge scores below a beatmatchable key clash."""
+    tracks = [_t(0), _t(1, bpm=150.0), _t(2, camelot="3B", bpm=125.0)]
+    m = transition_matrix(tracks)
+    assert m[0, 2] > m[0, 1]
