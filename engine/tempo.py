@@ -37,18 +37,21 @@ DJ_MIN_BPM = 75.0
 # DOUBLE_CLEAR makes the half-beat a beat, at most KEEP_CLEAR keeps the beat;
 # in between the DJ range decides (see ``_double``). The single threshold
 # this replaces (0.72) sat inside the band.
-DOUBLE_CLEAR = 0.85
-KEEP_CLEAR = 0.55
+DOUBLE_CLEAR = 0.95
+KEEP_CLEAR = 0.45
+# The fastest tempo DJs count at when the drums leave the level open.
+DJ_MAX_BPM = 150.0
 # Weights of the half-beat and two-bar lags in the periodicity comb.
 HALF_BEAT_WEIGHT = 0.5
 TWO_BAR_WEIGHT = 0.5
 # No beat: the strongest onsets (99th percentile of the level-free envelope)
 # under NO_BEAT_ONSET, or under WEAK_ONSET without any recurrence at a beat
-# period above NO_BEAT_RECURRENCE. Tuned on the benchmark data (Sonic Pi
-# loops, dev-set pieces, rendered tracks) with a margin: a drone measures
-# 0.14, the softest percussion loop 0.33, rendered tracks 1.1 and more.
+# period above NO_BEAT_RECURRENCE. Tuned on the benchmark data, with margins:
+# drones and ambient dev-set pieces measure 0.07-0.27 with recurrence at most
+# 0.16; music with a beat recurs at 0.24 or more, except one soft percussion
+# loop (0.15) whose attacks (0.48) keep it counted; rendered tracks 1.1+.
 NO_BEAT_ONSET = 0.15
-WEAK_ONSET = 0.25
+WEAK_ONSET = 0.35
 NO_BEAT_RECURRENCE = 0.2
 ALT_MIN_BPM = 50.0
 ALT_MAX_BPM = 220.0
@@ -228,17 +231,18 @@ def _double(ratio: float, bpm: float) -> bool:
 
     ``ratio`` is the drum body's repetition at half the beat period over its
     repetition at the beat period. Clearly high: double; clearly low: keep.
-    In between, the evidence cannot tell the levels apart, so the level DJs
-    count at (75–150 BPM) wins. The band is the hysteresis: a piece whose
-    ratio sits near one threshold no longer changes level when a ±4 %
-    stretch moves the ratio a little, because the decision in the band does
-    not depend on the ratio at all.
+    In between, the evidence cannot tell the levels apart, so the faster
+    level wins while it stays within the range DJs count in (up to
+    ``DJ_MAX_BPM``). The band is the hysteresis: a piece whose ratio sits
+    near the old single threshold no longer changes level when a ±4 %
+    stretch moves the ratio a little, because inside the band the decision
+    does not depend on the ratio at all.
     """
     if ratio >= DOUBLE_CLEAR:
         return True
     if ratio <= KEEP_CLEAR:
         return False
-    return bpm < DJ_MIN_BPM
+    return 2.0 * bpm <= DJ_MAX_BPM
 
 
 def _alternates(acf: np.ndarray, bpm: float, frame_rate: float) -> tuple[float, ...]:
