@@ -237,8 +237,12 @@ def analyze(file: Path, as_json: bool) -> None:
     if as_json:
         _emit_json(a)
     else:
+        # bpm 0.0 is the engine's "no beat" (a drone, an ambient piece)
+        tempo = "no clear tempo" if not a["bpm"] else f"{a['bpm']:.1f} BPM"
+        if a["bpm"] and a["bpm_alternates"]:
+            tempo += f" (or {', '.join(f'{b:g}' for b in a['bpm_alternates'])})"
         click.echo(
-            f"{file.name}: {a['bpm']:.1f} BPM (or {', '.join(f'{b:g}' for b in a['bpm_alternates'])}), "
+            f"{file.name}: {tempo}, "
             f"{a['key']} ({a['camelot']}, Open Key {a['open_key']}), energy {a['energy']}/10, "
             f"{a['loudness_lufs']:.1f} LUFS, {a['duration']:.0f} s"
         )

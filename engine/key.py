@@ -48,8 +48,18 @@ CHROMA_FMIN = 65.0
 CHROMA_FMAX = 4000.0
 BASS_FMIN = 45.0
 BASS_FMAX = 260.0
-# A spectral peak counts as a partial when this many times above its neighbourhood.
-PEAK_PROMINENCE = 3.0
+# A spectral peak's weight rises from 0 at PEAK_PROMINENCE_LO times its
+# neighbourhood's mean to full at PEAK_PROMINENCE_HI (a soft version of one
+# 3x cut: drums rarely stand out, partials near the cut are not lost outright).
+PEAK_PROMINENCE_LO = 2.0
+PEAK_PROMINENCE_HI = 4.0
+# Weight taken off a peak sitting at 3x or 5x the frequency of a stronger peak.
+OVERTONE_DAMPING = 0.5
+OVERTONE_HARMONICS = (3, 5)
+OVERTONE_DOMINANCE = 4.0
+# Below this agreement of the peaks (resultant length of the circular vote),
+# the tuning estimate is noise and A440 is assumed.
+TUNING_MIN_RESULTANT = 0.1
 # Share of the band's (square-root) magnitude held by partials above which a
 # key is fully trusted; white noise holds about 0.0001, synthesized music 0.02+.
 TONAL_FULL_TRUST = 0.01
@@ -77,6 +87,42 @@ class KeyEstimate:
     tuning_cents: float = 0.0
 
 
+def _tuning_vote(spec: Spectrogram, *, fmin: float, fmax: float) -> tuple[float, float]:
+    """Circular vote of the spectral peaks for the tuning offset.
+
+    Returns
+    -------
+    offset : float
+        In semitones, in [-0.5, 0.5).
+    resultant : float
+        0–1: how much the peaks agree (1: all on one grid; noise: near 0).
+    """
+    f = spec.freqs
+    band = np.nonzero((f >= fmin) & (f <= fmax))[0]
+    if band.size < 3:
+        return 0.0, 0.0
+    mag = np.sqrt(spec.S).mean(axis=1)
+    lo, hi = band[0], band[-1]
+    m = mag[lo - 1 : hi + 2]
+    c = m[1:-1]
+    is_peak = (c > m[:-2]) & (c >= m[2:]) & (c > 0)
+    idx = np.nonzero(is_peak)[0] + lo
+    if idx.size == 0:
+        return 0.0, 0.0
+    # quadratic interpolation of the log magnitude around each peak
+    a, b, g = (np.log(mag[idx + d] + 1e-12) for d in (-1, 0, 1))
+    denom = a - 2 * b + g
+    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (a - g) / np.where(denom == 0, 1, denom), 0.0)
+    freq = (idx + np.clip(offset, -0.5, 0.5)) * spec.sr / spec.n_fft
+    midi = 69.0 + 12.0 * np.log2(freq / 440.0)
+    dev = midi - np.round(midi)
+    # the strongest peaks carry the tuning; noise peaks spread evenly and cancel
+    w = mag[idx] ** 2
+    vote = np.sum(w * np.exp(2j * np.pi * dev))
+    t = np.angle(vote) / (2 * np.pi)
+    return float(t - 1.0 if t >= 0.5 else t), float(np.abs(vote) / (w.sum() + 1e-30))
+
+
 def estimate_tuning(spec: Spectrogram, *, fmin: float = 120.0, fmax: float = 3000.0) -> float:
     """Offset of the tuning from A440 in semitones, in [-0.5, 0.5).
 
@@ -88,32 +134,13 @@ def estimate_tuning(spec: Spectrogram, *, fmin: float = 120.0, fmax: float = 300
     Returns
     -------
     float
-        0.0 when no tonal peak exists.
+        0.0 when no tonal peak exists or the peaks do not agree on a tuning
+        (resultant length under ``TUNING_MIN_RESULTANT``): a wandering
+        estimate on near-atonal audio would shift the whole chroma grid,
+        while most music is tuned to A440 anyway.
     """
-    f = spec.freqs
-    band = np.nonzero((f >= fmin) & (f <= fmax))[0]
-    if band.size < 3:
-        return 0.0
-    mag = np.sqrt(spec.S).mean(axis=1)
-    lo, hi = band[0], band[-1]
-    m = mag[lo - 1 : hi + 2]
-    c = m[1:-1]
-    is_peak = (c > m[:-2]) & (c >= m[2:]) & (c > 0)
-    idx = np.nonzero(is_peak)[0] + lo
-    if idx.size == 0:
-        return 0.0
-    # quadratic interpolation of the log magnitude around each peak
-    a, b, g = (np.log(mag[idx + d] + 1e-12) for d in (-1, 0, 1))
-    denom = a - 2 * b + g
-    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (a - g) / np.where(denom == 0, 1, denom), 0.0)
-    freq = (idx + np.clip(offset, -0.5, 0.5)) * spec.sr / spec.n_fft
-    midi = 69.0 + 12.0 * np.log2(freq / 440.0)
-    dev = midi - np.round(midi)
-    # the strongest peaks carry the tuning; noise peaks spread evenly and cancel
-    w = mag[idx] ** 2
-    angle = np.angle(np.sum(w * np.exp(2j * np.pi * dev)))
-    t = angle / (2 * np.pi)
-    return float(t - 1.0 if t >= 0.5 else t)
+    offset, resultant = _tuning_vote(spec, fmin=fmin, fmax=fmax)
+    return offset if resultant >= TUNING_MIN_RESULTANT else 0.0
 
 
 def _local_mean(S: np.ndarray, half_width: int) -> np.ndarray:
@@ -122,13 +149,36 @@ def _local_mean(S: np.ndarray, half_width: int) -> np.ndarray:
     return ((c[2 * half_width + 1 :] - c[: -2 * half_width - 1]) / (2 * half_width + 1)).astype(S.dtype)
 
 
+def _overtone_damping(bins: np.ndarray, frames: np.ndarray, pos: np.ndarray, amp: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Factor (0–1) per peak: less for likely 3rd and 5th harmonics.
+
+    A peak at three or five times the frequency of a stronger peak in the
+    same frame is most likely that note's overtone: the 3rd harmonic sounds
+    a fifth above the note, the 5th a major third, so bright minor chords
+    would otherwise add the notes of their relative major's tonic triad.
+    """
+    grid = np.zeros(shape, dtype=np.float32)
+    np.maximum.at(grid, (bins, frames), amp)
+    factor = np.ones(len(pos), dtype=np.float32)
+    for h in OVERTONE_HARMONICS:
+        base = np.rint(pos / h).astype(int)
+        lower = np.zeros(len(pos), dtype=np.float32)
+        for d in (-1, 0, 1):  # the fundamental's interpolated bin, ±1
+            j = np.clip(base + d, 0, shape[0] - 1)
+            lower = np.maximum(lower, grid[j, frames])
+        factor *= np.where(lower >= OVERTONE_DOMINANCE * amp, 1.0 - OVERTONE_DAMPING, 1.0)
+    return factor
+
+
 def chroma(spec: Spectrogram, *, fmin: float = CHROMA_FMIN, fmax: float = CHROMA_FMAX, tuning: float = 0.0) -> np.ndarray:
     """Pitch-class energy per frame from prominent spectral peaks.
 
-    A peak counts when it stands ``PEAK_PROMINENCE`` times above the mean of
-    its neighbourhood (drum noise rarely does); its frequency is
-    interpolated, so low notes, whose semitones span only a bin or two, are
-    placed as surely as high ones.
+    A peak's weight grows smoothly with how far it stands above the mean of
+    its neighbourhood (drum noise rarely stands out), so a partial just
+    under a cut-off is not lost outright; peaks that are likely overtones of
+    a stronger lower peak are damped (``_overtone_damping``). Frequencies
+    are interpolated, so low notes, whose semitones span only a bin or two,
+    are placed as surely as high ones.
 
     Parameters
     ----------
@@ -151,18 +201,24 @@ def chroma(spec: Spectrogram, *, fmin: float = CHROMA_FMIN, fmax: float = CHROMA
     S = spec.S[lo - 1 : hi + 2]
     c = S[1:-1]
     floor = _local_mean(S, 6)[1:-1]
-    keep = (c > S[:-2]) & (c >= S[2:]) & (c > PEAK_PROMINENCE * floor)
+    keep = (c > S[:-2]) & (c >= S[2:]) & (c > PEAK_PROMINENCE_LO * floor)
     bins, frames = np.nonzero(keep)
+    peak = S[bins + 1, frames]
+    prominence = peak / np.maximum(floor[bins, frames], 1e-12)
+    soft = np.clip((prominence - PEAK_PROMINENCE_LO) / (PEAK_PROMINENCE_HI - PEAK_PROMINENCE_LO), 0.0, 1.0)
     a = np.log(S[bins, frames] + 1e-12)
-    b = np.log(S[bins + 1, frames] + 1e-12)
+    b = np.log(peak + 1e-12)
     g = np.log(S[bins + 2, frames] + 1e-12)
     denom = a - 2 * b + g
     offset = np.clip(0.5 * (a - g) / np.where(np.abs(denom) > 1e-12, denom, -1.0), -0.5, 0.5)
-    freq = (bins + lo + offset) * spec.sr / spec.n_fft
+    pos = bins + lo + offset  # interpolated bin on the full grid
+    freq = pos * spec.sr / spec.n_fft
     midi = 69.0 + 12.0 * np.log2(np.maximum(freq, 1.0) / 440.0) - tuning
     nearest = np.round(midi)
     # a partial a quarter-tone off belongs to neither neighbour
-    w = np.clip(1.0 - 2.0 * np.abs(midi - nearest), 0.0, 1.0) * np.sqrt(S[bins + 1, frames])
+    w = np.clip(1.0 - 2.0 * np.abs(midi - nearest), 0.0, 1.0) * np.sqrt(peak) * soft
+    if OVERTONE_DAMPING > 0:
+        w = w * _overtone_damping(bins + lo, frames, pos, peak, spec.S.shape)
     C = np.zeros((12, n_frames), dtype=np.float64)
     np.add.at(C, (np.mod(nearest, 12).astype(int), frames), w)
     return C.astype(np.float32)

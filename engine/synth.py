@@ -241,3 +241,51 @@ def demo_specs(*, count: int = 48, duration_s: float = 30.0, seed: int = 7) -> l
         bpm = round(float(rng.uniform(lo, hi)))
         specs.append(TrackSpec(style=style.name, bpm=float(bpm), key=keys[i % 24], duration_s=duration_s, seed=seed * 1000 + i))
     return specs
+
+
+def render_drone(key: Key, *, duration_s: float = 20.0, seed: int = 0, sr: int = 22050) -> np.ndarray:
+    """A beatless ambient piece: a held tonic drone under slowly swelling chords.
+
+    Known answers: no tempo (no attacks, nothing recurs at a beat period)
+    and the key ``key`` (tonic and fifth held throughout, the scale's
+    i/I–iv/IV–v/V chords fading in and out over several seconds).
+
+    Parameters
+    ----------
+    key : Key
+    duration_s : float
+    seed : int
+        Seeds the chord timing.
+    sr : int
+
+    Returns
+    -------
+    y : np.ndarray [shape=(round(duration_s * sr),), dtype=float32]
+        Peak-normalised to -1 dBFS.
+    """
+    if duration_s <= 0:
+        raise ParameterError(f"duration must be positive, got {duration_s}")
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * sr))
+    t = np.arange(n) / sr
+    root = 48 + key.tonic
+    scale = _MAJOR_SCALE if key.mode == "major" else _MINOR_SCALE
+    # the drone breathes with a slow, irregular swell: no period near a beat
+    swell = 1.0 + 0.2 * np.sin(2 * np.pi * 0.07 * t + rng.uniform(0, 2 * np.pi))
+    mix = swell * (_tone(_midi_hz(root - 12), n, sr=sr, harmonics=4, rolloff=0.5)
+                   + 0.6 * _tone(_midi_hz(root - 5), n, sr=sr, harmonics=4, rolloff=0.5))
+    start = 0
+    for degree in (0, 3, 4, 0) * int(np.ceil(duration_s / 16.0)):
+        dur = int(rng.uniform(5.0, 7.0) * sr)
+        chord = np.zeros(dur)
+        for k in (0, 2, 4):
+            chord += _tone(_midi_hz(root + 12 + scale[(degree + k) % 7] + 12 * ((degree + k) // 7)), dur, sr=sr,
+                           harmonics=5, rolloff=0.5)
+        # fade in and out over seconds: no attack for an onset detector to find
+        ramp = np.minimum(np.arange(dur), np.arange(dur)[::-1]) / (2.0 * sr)
+        _place(mix, 0.5 * chord * np.clip(ramp, 0.0, 1.0), start)
+        start += int(0.7 * dur)
+        if start >= n:
+            break
+    peak = np.max(np.abs(mix)) or 1.0
+    return (mix / peak * 0.89).astype(np.float32)

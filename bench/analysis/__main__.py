@@ -37,6 +37,11 @@ TEMPO_TOL = 0.04
 # An estimate on a transformed copy must land within 2 % of the expected
 # ratio: half the ±4 % stretch, so an estimate that does not move fails.
 INVARIANCE_TOL = 0.02
+# The confident subset: checks whose original mixwith estimate has at least
+# this confidence (tempo checks by tempo confidence, key checks by key
+# confidence), the same checks for every method. Fixed at the value the tests
+# use to tell a beat from noise, not tuned on the results.
+CONFIDENT = 0.3
 _SHARP = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -103,11 +108,16 @@ def _score_truth(items: list[Item], ms: dict[str, Method], timer: Timer, *, verb
 
 
 def _score_invariance(sets, ms: dict[str, Method], timer: Timer, *, verbose: bool) -> dict[str, dict[str, float]]:
+    from engine.analysis import analyze
+
+    # which checks count as confident: mixwith's confidence on each original (untimed)
+    confident = [analyze(orig.y, sr=SR) for orig, _ in sets]
     out: dict[str, dict[str, float]] = {}
     for name, m in ms.items():
         tempo_ok: list[bool] = []
         key_ok: list[bool] = []
-        for orig, variants in sets:
+        sure_ok: list[bool] = []
+        for (orig, variants), a in zip(sets, confident):
             bpm0, key0 = timer.run(name, m, orig.y)
             for v in variants:
                 bpm, key = timer.run(name, m, v.y)
@@ -118,6 +128,10 @@ def _score_invariance(sets, ms: dict[str, Method], timer: Timer, *, verbose: boo
                 k_ok = key0 is not None and key == key0.transpose(v.semitones)
                 tempo_ok.append(t_ok)
                 key_ok.append(k_ok)
+                if a.bpm_confidence >= CONFIDENT:
+                    sure_ok.append(t_ok)
+                if a.key_confidence >= CONFIDENT:
+                    sure_ok.append(k_ok)
                 if verbose and name == "mixwith" and not (t_ok and k_ok):
                     print(f"  inconsistent {orig.name} {v.name}: {bpm0}->{bpm} "
                           f"{key0.camelot if key0 else None}->{key.camelot if key else None}")
@@ -126,6 +140,8 @@ def _score_invariance(sets, ms: dict[str, Method], timer: Timer, *, verbose: boo
                 "invariance_tempo": float(np.mean(tempo_ok)),
                 "invariance_key": float(np.mean(key_ok)),
                 "invariance": float(np.mean(tempo_ok + key_ok)),
+                "invariance_confident": float(np.mean(sure_ok)) if sure_ok else float("nan"),
+                "n_confident_checks": float(len(sure_ok)),
             }
     return out
 
@@ -141,6 +157,7 @@ ROWS = (
     ("real: invariance tempo", "invariance", "invariance_tempo", ""),
     ("real: invariance key", "invariance", "invariance_key", ""),
     ("real: invariance (both)", "invariance", "invariance", ">= 0.90"),
+    ("real: invariance, confident", "invariance", "invariance_confident", ""),
 )
 
 
@@ -188,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         vals = [results[part].get(n, {}).get(metric) for n in names]
         n_items = counts.get(part, 0)
+        if metric == "invariance_confident":  # counts checks (tempo and key), not variants
+            n_items = int(results[part].get("mixwith", {}).get("n_confident_checks", 0))
         lines.append(f"{label + f' (n={n_items})':34} {target:>8} " + " ".join(
             f"{v:>10.3f}" if v is not None else f"{'-':>10}" for v in vals))
     speeds = {n: timer.speed(n) for n in names}

@@ -27,7 +27,7 @@ def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title(reply)[:150]}}]
     q = reply.query
     if q is not None:
-        facts = [f"{q.bpm:.1f} BPM" if q.bpm else "", f"{q.camelot} ({q.key})" if q.camelot else "",
+        facts = [f"{q.bpm:.1f} BPM" if q.bpm else ("no clear tempo" if q.bpm == 0.0 else ""), f"{q.camelot} ({q.key})" if q.camelot else "",
                  f"energy {q.energy}" if q.energy else ""]
         found = "identified in the catalog" if q.identified else "not in the catalog: matched by its analysis"
         blocks.append({"type": "context", "elements": [
@@ -36,7 +36,7 @@ def reply_blocks(reply: Reply) -> list[dict[str, Any]]:
         line = f"`{t.rank:>2}` {LIGHTS[t.compat]} *{_escape(t.title)}*"
         if t.artist:
             line += f" — {_escape(t.artist)}"
-        line += f"  ·  {t.bpm:.0f} BPM  ·  {t.camelot}  ·  E{t.energy}"
+        line += f"  ·  {f'{t.bpm:.0f} BPM' if t.bpm else 'no clear tempo'}  ·  {t.camelot}  ·  E{t.energy}"
         if t.reasons:
             line += f"\n_{_escape(', '.join(t.reasons))}_"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_LIMIT]}})

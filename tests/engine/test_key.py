@@ -73,3 +73,41 @@ def test_coarse_spectrum_refused() -> None:
     y = _tones([60.0])
     with pytest.raises(ParameterError):
         estimate_key(stft_magnitude(y, sr=SR, n_fft=1024, hop_length=512))
+
+
+def _bright_chords(chords: list[list[int]], *, harmonics: int = 10, rolloff: float = 0.95) -> np.ndarray:
+    """Chords of tones whose overtones are nearly as loud as their fundamentals."""
+    t = np.arange(int(2.0 * SR)) / SR
+    bars = []
+    for chord in chords:
+        y = np.zeros_like(t)
+        for m in chord:
+            f = 440.0 * 2 ** ((m - 69) / 12)
+            for h in range(1, harmonics + 1):
+                if f * h < SR / 2:
+                    y += rolloff ** (h - 1) * np.sin(2 * np.pi * f * h * t)
+        bars.append(y * np.minimum(t / 0.02, 1.0) * np.exp(-t * 0.3))
+    y = np.concatenate(bars * 3)
+    return (y / np.abs(y).max() * 0.5).astype(np.float32)
+
+
+def test_minor_with_strong_overtones() -> None:
+    """Bright A minor chords (3rd and 5th harmonics sound E, C#, G#...) stay A minor, not C or A major."""
+    a = 57
+    y = _bright_chords([[a - 12, a, a + 3, a + 7], [a - 12, a, a + 3, a + 7], [a - 7, a + 5, a + 8, a + 12], [a - 12, a, a + 3, a + 7]])
+    assert estimate_key(_spec(y)).key == Key(9, "minor")
+
+
+def test_tuning_falls_back_to_a440_on_noise() -> None:
+    """White noise has no tuning: the estimate falls back to 0 cents instead of wandering."""
+    noise = np.random.default_rng(1).standard_normal(20 * SR).astype(np.float32) * 0.1
+    assert estimate_tuning(_spec(noise)) == 0.0
+    assert estimate_key(_spec(noise)).tuning_cents == 0.0
+
+
+@pytest.mark.parametrize("key", [Key(9, "minor"), Key(0, "major"), Key(4, "minor")], ids=lambda k: k.camelot)
+def test_beatless_drone_key(key: Key) -> None:
+    """An ambient drone without drums still gives its key."""
+    from engine.synth import render_drone
+
+    assert estimate_key(_spec(render_drone(key, duration_s=20.0))).key == key

@@ -56,3 +56,12 @@ def test_bad_spec_refused() -> None:
         render(TrackSpec("house", 5.0, Key(0, "major")))
     with pytest.raises(ParameterError):
         demo_specs(count=0)
+
+
+def test_render_drone_length_and_level() -> None:
+    """The beatless drone has the asked length and peaks at -1 dBFS."""
+    from engine.synth import render_drone
+
+    y = render_drone(Key(2, "minor"), duration_s=6.0, seed=3, sr=22050)
+    assert y.shape == (6 * 22050,) and y.dtype == np.float32
+    assert abs(float(np.max(np.abs(y))) - 0.89) < 1e-3

@@ -6,7 +6,7 @@ import pytest
 from engine.camelot import Key
 from engine.errors import ParameterError
 from engine.spectrum import stft_magnitude
-from engine.synth import TrackSpec, render
+from engine.synth import TrackSpec, render, render_drone
 from engine.tempo import estimate_tempo
 
 SR = 22050
@@ -70,11 +70,52 @@ def test_intro_without_drums() -> None:
 
 
 def test_alternates_are_half_and_double() -> None:
-    """Alternates offer half and double time."""
+    """Alternates start with half and double time (within 50–220 BPM)."""
     t = _tempo(render(TrackSpec("house", 120.0, Key(7, "major"), duration_s=20.0, seed=4)))
-    assert len(t.alternates) == 1 and _within(t.alternates[0], 60.0)  # 240 is past 220
+    assert _within(t.alternates[0], 60.0) and not any(_within(b, 240.0) for b in t.alternates)
     t = _tempo(render(TrackSpec("hip-hop", 90.0, Key(7, "major"), duration_s=20.0, seed=4)))
-    assert len(t.alternates) == 1 and _within(t.alternates[0], 180.0)  # 45 is under 50
+    assert _within(t.alternates[0], 180.0) and not any(_within(b, 45.0) for b in t.alternates)
+
+
+def test_alternates_offer_three_two_and_four_three() -> None:
+    """Besides half and double, a 3:2 (triplet) and a 4:3 relative are offered."""
+    t = _tempo(render(TrackSpec("house", 120.0, Key(7, "major"), duration_s=20.0, seed=4)))
+    assert any(_within(b, 80.0) or _within(b, 180.0) for b in t.alternates)
+    assert any(_within(b, 90.0) or _within(b, 160.0) for b in t.alternates)
+    assert all(50.0 <= b <= 220.0 for b in t.alternates)
+
+
+def test_beatless_drone_has_no_tempo() -> None:
+    """A drone under slowly swelling chords has no beat: bpm 0, confidence 0."""
+    for seed, key in ((0, Key(9, "minor")), (1, Key(0, "major"))):
+        t = _tempo(render_drone(key, duration_s=20.0, seed=seed))
+        assert t.bpm == 0.0 and t.confidence == 0.0 and t.alternates == ()
+
+
+def test_quiet_percussion_keeps_its_tempo() -> None:
+    """The no-beat test is about attacks, not level: clicks at -30 dB still read 100."""
+    assert _within(_tempo(0.03 * _clicks(100.0)).bpm, 100.0)
+
+
+def _kicks(bpm: float, offbeats: tuple[int, ...], *, duration_s: float = 20.0) -> np.ndarray:
+    """Kicks on every beat, plus kicks on the off-beats listed (positions 0-7 of two bars)."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(int(duration_s * SR))
+    t = np.arange(int(0.2 * SR)) / SR
+    kick = np.sin(2 * np.pi * (50 * t + 80 * (1 - np.exp(-t * 30)) / 30)) * np.exp(-t * 15)
+    for i, at in enumerate(np.arange(0.05, duration_s - 0.3, 30.0 / bpm)):
+        if i % 2 == 0 or (i // 2) % 8 in offbeats:
+            s = int((at + rng.normal(0, 0.003)) * SR)
+            y[s : s + len(kick)] += kick
+    return (y / np.abs(y).max() * 0.8).astype(np.float32)
+
+
+def test_metrical_level_survives_stretch() -> None:
+    """An 80 BPM groove with kicks on 3 of 8 off-beats (half-beat repetition
+    near the old single threshold) keeps one metrical level under ±4 %."""
+    levels = [_tempo(_kicks(80.0 * s, (1, 3, 5))).bpm / (80.0 * s) for s in (0.96, 0.98, 1.0, 1.02, 1.04)]
+    assert all(abs(lv / levels[0] - 1.0) < 0.02 for lv in levels)
+    assert abs(levels[0] - 1.0) < 0.02  # and that level is the beat, within the DJ range
 
 
 def test_noise_has_low_confidence() -> None:

@@ -23,6 +23,8 @@ def _query_line(reply: Reply) -> tuple[str, str]:
     facts = []
     if q.bpm:
         facts.append(f"{q.bpm:.1f} BPM")
+    elif q.bpm == 0.0:  # analysed, but no beat (None: not analysed)
+        facts.append("no clear tempo")
     if q.camelot:
         facts.append(f"{q.camelot} ({q.key})" if q.key else q.camelot)
     if q.energy:
@@ -37,7 +39,7 @@ def track_lines(reply: Reply) -> list[str]:
         head = f"`{t.rank:>2}` {LIGHTS[t.compat]} **{discord.utils.escape_markdown(t.title)}**"
         if t.artist:
             head += f" — {discord.utils.escape_markdown(t.artist)}"
-        head += f" · {t.bpm:.0f} BPM · {t.camelot} · E{t.energy}"
+        head += f" · {f'{t.bpm:.0f} BPM' if t.bpm else 'no clear tempo'} · {t.camelot} · E{t.energy}"
         lines.append(head + (f"\n      ↳ {', '.join(t.reasons)}" if t.reasons else ""))
     return lines
 
