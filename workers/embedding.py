@@ -222,8 +222,10 @@ def train_from_manifest(
     # A supervised head needs at least two classes to learn anything.
     label_of = {g: i for i, g in enumerate(genres)} if len(genres) >= 2 else {}
     train_idx, val_idx = ds.indices(held_out=False), ds.indices(held_out=True)
-    tracks = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i], label=label_of.get(ds.genres[i] or ""))
-              for i in train_idx]
+    # Groups (package / album) come from the training split only: held-out tracks stay unseen.
+    group_of = {g: i for i, g in enumerate(sorted({ds.entries[i].package for i in train_idx}))}
+    tracks = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i], label=label_of.get(ds.genres[i] or ""),
+                         group=group_of[ds.entries[i].package]) for i in train_idx]
     val = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i]) for i in val_idx]
     logger.info("training on %d tracks (%.1f h), %d held out, %d genre classes", len(tracks),
                 sum(len(t.clean) for t in tracks) / SAMPLE_RATE / 3600, len(val), len(label_of))
@@ -283,15 +285,18 @@ def open_embedder(settings: "EmbedSettings") -> tuple["Embedder", str]:
 
 def embed_audio(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str,
                 max_seconds: float | None = None) -> TrackEmbedding:
-    """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors."""
+    """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors.
+
+    Windows overlap by half (hop :data:`engine.embed.model.HOP_S`), as for every track vector.
+    """
     from engine.audio import resample
+    from engine.embed.model import HOP_S, mean_vector
 
     if max_seconds is not None:
         y = y[: int(max_seconds * sr)]
     if sr != embedder.sr:
         y = resample(y, orig_sr=sr, target_sr=embedder.sr)
-    windows = embedder.embed_windows(y, sr=embedder.sr)
-    from engine.embed.model import mean_vector
+    windows = embedder.embed_windows(y, sr=embedder.sr, hop_s=HOP_S)
 
     return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
 
