@@ -32,7 +32,7 @@ WINDOW_S = 3.0
 # rarely starts on a 3 s boundary, and the overlap covers the offsets between.
 HOP_S = 1.5
 EMBED_DIM = 128
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sounds-like-v1.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sounds-like-v2.pt"
 
 
 @dataclass(frozen=True)

@@ -124,5 +124,6 @@ def test_default_weights_ship_and_load():
     assert DEFAULT_WEIGHTS.stat().st_size <= 10 * 1024 * 1024
     meta = read_sidecar(DEFAULT_WEIGHTS)
     assert meta["command"].startswith("mixwith train embedder")
+    assert meta["train_config"]["group_weight"] > 0  # trained with same-package positives
     model, _ = load_model(DEFAULT_WEIGHTS)
     assert isinstance(model.config, ModelConfig)
