@@ -511,6 +511,8 @@ def train() -> None:
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(2, 4096), help="Tracks per batch.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--group-weight", default=0.3, show_default=True, type=click.FloatRange(0, 10),
+              help="Weight of same-group (package/album) positives in the loss; 0 = tracks only.")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
               help="Share of each group held out for the validation metric.")
 @click.option("--version", "version", default=None, help="Version name (default: sounds-like-<date>).")
@@ -520,8 +522,8 @@ def train() -> None:
 @click.option("--activate/--no-activate", default=True, show_default=True, help="Make it the active embedder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_user_errors
-def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, holdout: float, version: str | None,
-                       out: Path | None, resume: bool, activate: bool, as_json: bool) -> None:
+def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, group_weight: float, holdout: float,
+                       version: str | None, out: Path | None, resume: bool, activate: bool, as_json: bool) -> None:
     """Self-supervised training of the sounds-like CNN (two windows of one track are positives)."""
     settings = _load_settings()
     from engine.embed.train import TrainConfig
@@ -544,7 +546,8 @@ def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int,
         raise MixwithError("the catalog is empty: add music with `mixwith catalog add` or pass --manifest")
     path, meta = train_from_manifest(
         source if isinstance(source, list) else str(source), cache_dir=settings.home / "cache" / "audio16k",
-        out_path=out, version=version, config=TrainConfig(steps=steps, batch_tracks=batch, seed=seed),
+        out_path=out, version=version, config=TrainConfig(steps=steps, batch_tracks=batch, seed=seed,
+                                                       group_weight=group_weight),
         device=settings.embed.device, threads=settings.embed.threads or None, holdout_fraction=holdout,
         checkpoint_path=ckpt, command=command, limits=settings.audio.limits,
     )

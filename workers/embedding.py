@@ -222,8 +222,10 @@ def train_from_manifest(
     # A supervised head needs at least two classes to learn anything.
     label_of = {g: i for i, g in enumerate(genres)} if len(genres) >= 2 else {}
     train_idx, val_idx = ds.indices(held_out=False), ds.indices(held_out=True)
-    tracks = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i], label=label_of.get(ds.genres[i] or ""))
-              for i in train_idx]
+    # Groups (package / album) come from the training split only: held-out tracks stay unseen.
+    group_of = {g: i for i, g in enumerate(sorted({ds.entries[i].package for i in train_idx}))}
+    tracks = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i], label=label_of.get(ds.genres[i] or ""),
+                         group=group_of[ds.entries[i].package]) for i in train_idx]
     val = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i]) for i in val_idx]
     logger.info("training on %d tracks (%.1f h), %d held out, %d genre classes", len(tracks),
                 sum(len(t.clean) for t in tracks) / SAMPLE_RATE / 3600, len(val), len(label_of))
@@ -283,15 +285,18 @@ def open_embedder(settings: "EmbedSettings") -> tuple["Embedder", str]:
 
 def embed_audio(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str,
                 max_seconds: float | None = None) -> TrackEmbedding:
-    """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors."""
+    """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors.
+
+    Windows overlap by half (hop :data:`engine.embed.model.HOP_S`), as for every track vector.
+    """
     from engine.audio import resample
+    from engine.embed.model import HOP_S, mean_vector
 
     if max_seconds is not None:
         y = y[: int(max_seconds * sr)]
     if sr != embedder.sr:
         y = resample(y, orig_sr=sr, target_sr=embedder.sr)
-    windows = embedder.embed_windows(y, sr=embedder.sr)
-    from engine.embed.model import mean_vector
+    windows = embedder.embed_windows(y, sr=embedder.sr, hop_s=HOP_S)
 
     return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
 
@@ -350,28 +355,33 @@ async def build_catalog_index(
     model_version: str,
     on_progress=None,
 ) -> IndexReport:
-    """Embed every catalog track not in the live index, build a new index and swap it in atomically.
+    """Embed every catalog track without a stored vector, build a new index and swap it in atomically.
 
-    Vectors of tracks already in the live build of this model version are
-    reused, so a rebuild after ``catalog add`` embeds only the new files. The
-    build is recorded in ``model_versions`` (kind ``annoy``) and made active.
+    Vectors are kept in ``track_vectors`` per model version (and, for builds
+    made before that table was written, read back from the live index), so a
+    rebuild after ``catalog add`` embeds only the new files. A new model
+    version finds no rows of its own and embeds everything. The build is
+    recorded in ``model_versions`` (kind ``annoy``) and made active.
     """
     import asyncio
 
     from db.queries import models as models_q
     from db.queries import tracks as tracks_q
+    from db.queries import vectors as vectors_q
     from engine.index import VectorIndex, build_index, live_build
 
     es = settings.embed
     root = settings.index_dir
     async with pool.acquire() as conn:
         rows = await tracks_q.list_tracks(conn)
+        stored = await vectors_q.for_version(conn, model_version)
     known: dict[int, np.ndarray] = {}
     if live_build(root, model_version) is not None:
         old = VectorIndex.load(root, model_version)
         ids, vecs = old.vectors()
         known = {int(i): v for i, v in zip(ids, vecs)}
         old.close()
+    known.update((tid, np.asarray(v, np.float32)) for tid, v in stored.items())
     loop = asyncio.get_running_loop()
     vectors: dict[int, np.ndarray] = {}
     failed: list[tuple[int, str]] = []
@@ -398,6 +408,9 @@ async def build_catalog_index(
         raise MixwithError("the catalog has no tracks to index: add some with `mixwith catalog add`")
     ids = np.array(sorted(vectors), dtype=np.int64)
     mat = np.stack([vectors[i] for i in ids])
+    async with pool.acquire() as conn:
+        await vectors_q.upsert(conn, model_version=model_version,
+                               vectors=((int(i), vectors[int(i)].tolist()) for i in ids if int(i) not in stored))
     build_dir = await loop.run_in_executor(None, lambda: build_index(
         mat, ids, root=root, model_version=model_version, n_trees=es.index_trees,
         exact_below=es.index_exact_below))

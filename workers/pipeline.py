@@ -96,6 +96,8 @@ class Resources:
             logger.warning("sounds-like unavailable (weights %s): %s", settings.embed.weights or DEFAULT_WEIGHTS, exc)
             return
         if live_build(settings.index_dir, version) is None:
+            # indexes are per embedder version: new default weights need one `index build` to re-embed
+            logger.warning("sounds-like off: no index for embedder %s yet; run `mixwith index build`", version)
             return
         self.embedder, self.embed_version = embedder, version
         self.vectors = VectorIndex.load(settings.index_dir, version, search_k=settings.embed.index_search_k)

@@ -1,6 +1,7 @@
 """Sounds-like benchmark: our CNN vs the MFCC/chroma/tonnetz/contrast baseline vs random, and Annoy at scale.
 
-    python -m bench.embedding [--quick] [--manifest PATH] [--weights PATH] [--ann-items N]
+    python -m bench.embedding [--quick] [--manifest PATH] [--weights PATH] [--track-hop S]
+                              [--ann-items N] [--ann-trees N] [--ann-queries N] [--ann-jobs N]
 
 (a) a 10 s window, clean and voice-memo degraded (AAC 32 kb/s, band-pass, room,
     noise at 5-15 dB SNR), finds its own track among all dev tracks: top-1 / top-10;
@@ -97,8 +98,9 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
     cap = int(TRACK_CAP_S * sr)
     logger.info("%d tracks, %d held out", len(ids), len(held))
 
+    hop = args.track_hop
     t0 = time.process_time()
-    cnn_db = np.stack([emb.embed_track(ds.clean[i][:cap].astype(np.float32), sr=sr) for i in everyone])
+    cnn_db = np.stack([emb.embed_track(ds.clean[i][:cap].astype(np.float32), sr=sr, hop_s=hop) for i in everyone])
     t_cnn = time.process_time() - t0
     t0 = time.process_time()
     base_raw = np.stack([_baseline_vector(ds.clean[i][:cap].astype(np.float32), sr) for i in everyone])
@@ -109,7 +111,8 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
     for deg in (False, True):
         clips[deg] = [degraded_clip(ds.clean[i], ds.codec[i], sr=sr, clip_s=10.0, seed=10_007 + int(i), degrade_it=deg)
                       for i in everyone]
-    res: dict = {"n_tracks": len(ids), "n_held_out": int(len(held)), "weights_version": meta.get("version")}
+    res: dict = {"n_tracks": len(ids), "n_held_out": int(len(held)), "weights_version": meta.get("version"),
+                 "track_hop_s": hop}
     for deg in (False, True):
         name = "degraded" if deg else "clean"
         q_cnn = np.stack([mean_vector(emb.embed_batch(frame_windows(
@@ -129,13 +132,13 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     longest = max(everyone, key=lambda i: len(ds.clean[i]))
     y = ds.clean[longest][: int(300 * sr)].astype(np.float32)
-    emb.embed_track(y[: 30 * sr], sr=sr)  # warm-up
+    emb.embed_track(y[: 30 * sr], sr=sr, hop_s=hop)  # warm-up
     # On one thread, process CPU time is the core's time even when other jobs share the machine;
     # wall time is reported beside it (best of three).
     cpu, wall = [], []
     for _ in range(3):
         c0, t0 = time.process_time(), time.perf_counter()
-        emb.embed_track(y, sr=sr)
+        emb.embed_track(y, sr=sr, hop_s=hop)
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - t0)
     res["c_cnn_x_realtime_per_core"] = len(y) / sr / min(cpu)
@@ -159,12 +162,12 @@ def bench_annoy(args: argparse.Namespace) -> dict:
         e = min(n, s + 100_000)
         data[s:e] = centres[rng.integers(0, n_centres, e - s)] + 0.7 * rng.standard_normal((e - s, d)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
-    nq = 200
+    nq = args.ann_queries
     queries = centres[rng.integers(0, n_centres, nq)] + 0.7 * rng.standard_normal((nq, d)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     exact = np.argsort(-(queries @ data.T), axis=1)[:, :10]
 
-    res = {"d_items": n, "d_trees": args.ann_trees}
+    res = {"d_items": n, "d_trees": args.ann_trees, "d_queries": nq, "d_build_jobs": args.ann_jobs}
     with tempfile.TemporaryDirectory(dir=args.tmp_dir) as tmp:
         path = os.path.join(tmp, "bench.ann")
         t0, c_build = time.perf_counter(), time.process_time()
@@ -172,7 +175,7 @@ def bench_annoy(args: argparse.Namespace) -> dict:
         ann.set_seed(0)
         for i in range(n):
             ann.add_item(i, data[i])
-        ann.build(args.ann_trees, n_jobs=-1)
+        ann.build(args.ann_trees, n_jobs=args.ann_jobs)
         ann.save(path)
         res["d_build_s"] = time.perf_counter() - t0
         res["d_build_cpu_s"] = time.process_time() - c_build
@@ -213,7 +216,8 @@ def _table(res: dict) -> str:
     a = res.get("retrieval")
     if a:
         lines.append(f"dev set: {a['n_tracks']} tracks >= 5 s, {a['n_held_out']} held out (never trained on); "
-                     f"weights {a['weights_version']}")
+                     f"weights {a['weights_version']}; track vectors from 3 s windows every "
+                     f"{a.get('track_hop_s') or 3.0:g} s")
         lines.append("")
         lines.append("(a) 10 s window -> own track      CNN top1  CNN top10  base top1  base top10")
         for name in ("clean", "degraded"):
@@ -234,7 +238,8 @@ def _table(res: dict) -> str:
     d = res.get("annoy")
     if d:
         lines.append("")
-        lines.append(f"(d) Annoy angular, {d['d_items']:,} synthetic clustered 128-d vectors, {d['d_trees']} trees: "
+        lines.append(f"(d) Annoy angular, {d['d_items']:,} synthetic clustered 128-d vectors, {d['d_trees']} trees, "
+                     f"{d.get('d_queries', 200)} queries, build n_jobs={d.get('d_build_jobs', -1)}: "
                      f"build {d['d_build_s']:.1f} s wall ({d.get('d_build_cpu_s', float('nan')):.0f} CPU-s), file {d['d_file_mb']:.0f} MB, mmap load {d['d_load_ms']:.2f} ms")
         lines.append("    search_k   recall@10   wall p50 ms   wall p99 ms   CPU p50 ms   CPU p99 ms")
         for s in d["d_sweep"]:
@@ -244,17 +249,21 @@ def _table(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from engine.embed.model import DEFAULT_WEIGHTS
+    from engine.embed.model import DEFAULT_WEIGHTS, HOP_S
 
     p = argparse.ArgumentParser(prog="python -m bench.embedding", description=__doc__.split("\n")[0])
     p.add_argument("--manifest", default="/work/devmusic/manifest.tsv")
     p.add_argument("--cache-dir", default="/work/cache/embed16k")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--limit", type=int, default=None, help="only the first N manifest rows")
+    p.add_argument("--track-hop", type=float, default=HOP_S,
+                   help="seconds between the 3 s windows averaged into a track vector")
     p.add_argument("--quick", action="store_true", help="Annoy at 100k items instead of 1M")
     p.add_argument("--ann-items", type=int, default=None)
-    p.add_argument("--ann-trees", type=int, default=20)
-    p.add_argument("--search-k", type=int, nargs="+", default=[2000, 5000, 10000, 20000])
+    p.add_argument("--ann-trees", type=int, default=50)
+    p.add_argument("--ann-queries", type=int, default=200, help="queries timed per search_k")
+    p.add_argument("--ann-jobs", type=int, default=1, help="Annoy build threads (-1 = all cores)")
+    p.add_argument("--search-k", type=int, nargs="+", default=[1000, 3000, 10000])
     p.add_argument("--skip-retrieval", action="store_true")
     p.add_argument("--skip-annoy", action="store_true")
     p.add_argument("--tmp-dir", default=None)

@@ -6,6 +6,7 @@ Importing ``engine.embed`` imports torch; ``engine`` itself does not.
 from engine.embed.model import (
     DEFAULT_WEIGHTS,
     EMBED_DIM,
+    HOP_S,
     Embedder,
     ModelConfig,
     SoundsLikeNet,
@@ -18,6 +19,7 @@ from engine.embed.model import (
 __all__ = [
     "DEFAULT_WEIGHTS",
     "EMBED_DIM",
+    "HOP_S",
     "Embedder",
     "ModelConfig",
     "SoundsLikeNet",

@@ -28,8 +28,11 @@ from engine.errors import ParameterError
 logger = logging.getLogger(__name__)
 
 WINDOW_S = 3.0
+# Track vectors average windows every 1.5 s (half-overlapping): a query clip
+# rarely starts on a 3 s boundary, and the overlap covers the offsets between.
+HOP_S = 1.5
 EMBED_DIM = 128
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sounds-like-v1.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sounds-like-v2.pt"
 
 
 @dataclass(frozen=True)
@@ -267,8 +270,11 @@ class Embedder:
         hop = self.window_samples if hop_s is None else int(round(hop_s * sr))
         return self.embed_batch(frame_windows(y, window_samples=self.window_samples, hop_samples=hop))
 
-    def embed_track(self, y: np.ndarray, *, sr: int, hop_s: float | None = None) -> np.ndarray:
-        """One unit vector for a whole track: the normalised mean of its window vectors, ``(embed_dim,)``."""
+    def embed_track(self, y: np.ndarray, *, sr: int, hop_s: float | None = HOP_S) -> np.ndarray:
+        """One unit vector for a whole track: the normalised mean of its window vectors, ``(embed_dim,)``.
+
+        ``hop_s`` defaults to :data:`HOP_S` (overlapping windows); ``None`` = one window (no overlap).
+        """
         return mean_vector(self.embed_windows(y, sr=sr, hop_s=hop_s))
 
 

@@ -4,6 +4,9 @@ Two crops of the same track are a positive pair; every other track in the
 batch is a negative (InfoNCE). One view is lightly touched, the other goes
 through the voice-memo chain (AAC round trip, band-pass, room, noise, gain,
 ±3 % speed), so a phone clip lands next to the clean track. When tracks carry
+a group (their Debian package / album), other tracks of the same group in
+the batch are weaker positives (``group_weight``), which pulls one
+soundtrack's tracks together without collapsing them. When tracks carry
 labels (genre tags), a small classifier head adds a supervised term.
 
 Each step's randomness is derived from ``(seed, step)``, so a run resumed
@@ -47,11 +50,15 @@ class TrainTrack:
         The same audio after an AAC round trip, sample-aligned with ``clean``.
     label : int or None
         Class index for the supervised head (e.g. a genre tag), if known.
+    group : int or None
+        Weak style group (e.g. the source package or album); tracks sharing one
+        are same-group positives in the loss. Give it for training tracks only.
     """
 
     clean: np.ndarray
     codec: np.ndarray | None = None
     label: int | None = None
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class TrainConfig:
     p_codec: float = 0.5
     max_speed_change: float = 0.03
     supervised_weight: float = 0.5
+    group_weight: float = 0.3  # weight of the same-group positive term; 0 = plain InfoNCE
     eval_every: int = 100
     log_every: int = 10
     checkpoint_every: int = 50
@@ -117,6 +125,41 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, *, temperature: float = 0.1) -> to
     return nn.functional.cross_entropy(sim, targets)
 
 
+def group_contrastive(
+    a: torch.Tensor, b: torch.Tensor, groups: torch.Tensor, *, temperature: float = 0.1,
+) -> torch.Tensor:
+    """Same-group positive term: −log-softmax mass on views of *other* tracks of the anchor's group.
+
+    Uses the same ``2·batch`` similarity matrix as :func:`nt_xent`; for every
+    view whose group has another track in the batch, the loss is the mean
+    −log p over that group's other-track views (both crops). Views with no
+    group partner (or group ``-1`` = unknown) do not contribute; zero when none has one.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor [shape=(batch, d)]
+        Unit vectors of the two views; row i of both is track i.
+    groups : torch.Tensor [shape=(batch,), dtype=int64]
+        Group id per track, ``-1`` when unknown.
+    """
+    if a.shape != b.shape or a.ndim != 2 or groups.shape != (a.shape[0],):
+        raise ParameterError("expected two (batch, d) tensors and (batch,) groups")
+    n = a.shape[0]
+    z = torch.cat([a, b], dim=0).float()
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    logp = torch.log_softmax(sim, dim=1)
+    g = torch.cat([groups, groups]).to(a.device)
+    track = torch.arange(n, device=a.device).repeat(2)
+    partner = (g[:, None] == g[None, :]) & (g[:, None] >= 0) & (track[:, None] != track[None, :])
+    has = partner.any(dim=1)
+    if not bool(has.any()):
+        return z.new_zeros(())
+    mask = partner[has].float()
+    per_view = -(logp[has].masked_fill(~partner[has], 0.0) * mask).sum(dim=1) / mask.sum(dim=1)
+    return per_view.mean()
+
+
 def _ensure_length(y: np.ndarray, n: int) -> np.ndarray:
     return y if y.size >= n else np.tile(y, int(math.ceil(n / max(1, y.size))))[:n]
 
@@ -124,7 +167,7 @@ def _ensure_length(y: np.ndarray, n: int) -> np.ndarray:
 def _sample_batch(
     tracks: Sequence[TrainTrack], *, step: int, config: TrainConfig, window: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Crops for one step: view A (window), view B (window·(1+max speed)+2 samples), rates, labels, track ids."""
+    """Crops for one step: view A (window), view B (window·(1+max speed)+2 samples), rates, labels, groups."""
     rng = np.random.default_rng([config.seed, step])
     k = min(config.batch_tracks, len(tracks))
     idx = rng.choice(len(tracks), size=k, replace=False)
@@ -133,6 +176,7 @@ def _sample_batch(
     a = np.empty((k, window), np.float32)
     b = np.empty((k, long_len), np.float32)
     labels = np.full(k, -1, np.int64)
+    groups = np.full(k, -1, np.int64)
     for j, t in enumerate(idx):
         tr = tracks[t]
         clean = _ensure_length(tr.clean, long_len)
@@ -144,7 +188,9 @@ def _sample_batch(
         b[j] = src_b[sb : sb + long_len]
         if tr.label is not None:
             labels[j] = tr.label
-    return a, b, rates.astype(np.float32), labels, idx
+        if tr.group is not None:
+            groups[j] = tr.group
+    return a, b, rates.astype(np.float32), labels, groups
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -217,7 +263,7 @@ def train_embedder(
     t0 = time.perf_counter()
     model.train()
     for step in range(start, config.steps):
-        a_np, b_np, rates, lab, _ = _sample_batch(tracks, step=step, config=config, window=window)
+        a_np, b_np, rates, lab, grp = _sample_batch(tracks, step=step, config=config, window=window)
         g = torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + step)
         a = torch.from_numpy(a_np).to(device)
         b = torch.from_numpy(b_np).to(device)
@@ -231,6 +277,9 @@ def train_embedder(
             za = model(a)
             zb = model(b)
             loss = nt_xent(za, zb, temperature=config.temperature)
+            if config.group_weight > 0 and (grp >= 0).any():
+                loss = loss + config.group_weight * group_contrastive(
+                    za, zb, torch.from_numpy(grp), temperature=config.temperature)
             if model.classifier is not None:
                 lab_t = torch.from_numpy(lab).to(device)
                 known = lab_t >= 0

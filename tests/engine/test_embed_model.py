@@ -8,6 +8,7 @@ import torch
 
 from engine.embed.model import (
     DEFAULT_WEIGHTS,
+    HOP_S,
     Embedder,
     ModelConfig,
     SoundsLikeNet,
@@ -45,7 +46,8 @@ def test_track_vector_is_unit_mean(rng):
     """A track vector is the normalised mean of its window vectors."""
     y = (0.1 * rng.standard_normal(9 * SR)).astype(np.float32)
     emb = Embedder(_model())
-    w = emb.embed_windows(y, sr=SR)
+    w = emb.embed_windows(y, sr=SR, hop_s=HOP_S)
+    assert len(w) == 5  # 9 s at a 1.5 s hop: windows start at 0, 1.5, 3, 4.5, 6 s
     t = emb.embed_track(y, sr=SR)
     np.testing.assert_allclose(t, w.mean(0) / np.linalg.norm(w.mean(0)), atol=1e-6)
 
@@ -122,5 +124,6 @@ def test_default_weights_ship_and_load():
     assert DEFAULT_WEIGHTS.stat().st_size <= 10 * 1024 * 1024
     meta = read_sidecar(DEFAULT_WEIGHTS)
     assert meta["command"].startswith("mixwith train embedder")
+    assert meta["train_config"]["group_weight"] > 0  # trained with same-package positives
     model, _ = load_model(DEFAULT_WEIGHTS)
     assert isinstance(model.config, ModelConfig)

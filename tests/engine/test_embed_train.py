@@ -6,7 +6,14 @@ import torch
 
 from engine.audio import resample
 from engine.embed.model import ModelConfig
-from engine.embed.train import TrainConfig, TrainTrack, holdout_split, nt_xent, train_embedder
+from engine.embed.train import (
+    TrainConfig,
+    TrainTrack,
+    group_contrastive,
+    holdout_split,
+    nt_xent,
+    train_embedder,
+)
 from engine.errors import ParameterError
 from engine.synth import demo_specs, render
 
@@ -101,3 +108,51 @@ def test_one_track_is_not_enough(tracks):
     """Contrastive training needs negatives."""
     with pytest.raises(ParameterError, match="at least 2"):
         train_embedder(tracks[:1], config=_config(), model_config=TINY)
+
+
+def test_group_term_prefers_groups_that_sit_together():
+    """Same-group tracks lying close give a lower group loss than the same vectors with the groups swapped."""
+    g = torch.Generator().manual_seed(1)
+    centres = torch.nn.functional.normalize(torch.randn(2, 16, generator=g), dim=1)
+    a = torch.nn.functional.normalize(centres.repeat_interleave(4, 0) + 0.3 * torch.randn(8, 16, generator=g), dim=1)
+    b = torch.nn.functional.normalize(a + 0.1 * torch.randn(8, 16, generator=g), dim=1)
+    right = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    wrong = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    assert group_contrastive(a, b, right) < group_contrastive(a, b, wrong)
+
+
+def test_group_term_needs_a_partner():
+    """Tracks without a group partner in the batch (or without a group) add nothing."""
+    a = torch.nn.functional.normalize(torch.randn(4, 16, generator=torch.Generator().manual_seed(2)), dim=1)
+    assert float(group_contrastive(a, a, torch.tensor([0, 1, 2, -1]))) == 0.0
+    assert float(group_contrastive(a, a, torch.tensor([0, 0, -1, -1]))) > 0.0
+
+
+def test_group_weight_pulls_a_group_together(tracks):
+    """Training with groups brings same-group tracks closer than training without them (same seed)."""
+    torch.set_num_threads(1)
+    grouped = [TrainTrack(clean=t.clean, group=i % 2) for i, t in enumerate(tracks)]
+
+    def margin(group_weight: float) -> float:
+        model = train_embedder(grouped, config=_config(steps=24, group_weight=group_weight),
+                               model_config=TINY).model
+        from engine.embed.model import Embedder
+
+        emb = Embedder(model)
+        v = np.stack([emb.embed_track(np.asarray(t.clean, np.float32), sr=16000) for t in tracks])
+        sims = v @ v.T
+        same = np.array([[i % 2 == j % 2 and i != j for j in range(6)] for i in range(6)])
+        other = np.array([[i % 2 != j % 2 for j in range(6)] for i in range(6)])
+        return float(sims[same].mean() - sims[other].mean())
+
+    assert margin(2.0) > margin(0.0)
+
+
+def test_group_weight_zero_is_plain_infonce(tracks):
+    """With group_weight 0 the groups change nothing: same weights as ungrouped tracks."""
+    torch.set_num_threads(1)
+    grouped = [TrainTrack(clean=t.clean, group=i % 2) for i, t in enumerate(tracks)]
+    a = train_embedder(grouped, config=_config(steps=3, group_weight=0.0), model_config=TINY).model.state_dict()
+    b = train_embedder(tracks, config=_config(steps=3, group_weight=0.0), model_config=TINY).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])

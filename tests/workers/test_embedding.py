@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from db.queries import models as models_q
+from db.queries import vectors as vectors_q
 from engine.camelot import Key
 from engine.embed.model import SoundsLikeNet, save_model
 from engine.index import VectorIndex
@@ -92,7 +93,7 @@ def test_embed_audio_resamples_to_the_model_rate(weights, rng):
     te = embed_audio(y, sr=22050, embedder=embedder, model_version=version)
     assert version == "test-v1" and te.vector.shape == (128,)
     assert abs(float(np.linalg.norm(te.vector)) - 1.0) < 1e-5
-    assert te.windows.shape == (2, 128)
+    assert te.windows.shape == (4, 128)  # 3 s windows every 1.5 s, the last one aligned to the end
 
 
 def test_bad_embed_device_setting_is_refused():
@@ -131,6 +132,38 @@ async def test_index_build_embeds_records_and_reuses(pool, settings, weights, wr
     second = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
     assert (second.embedded, second.reused) == (0, 3)
     assert index.refresh(settings.index_dir, version).build_id != index.build_id
+
+
+async def test_index_build_stores_vectors_per_model_version(pool, settings, weights, write_track, tmp_path):
+    """Track vectors land in track_vectors; a rebuild reads them back, and another model version embeds afresh."""
+    lib = tmp_path / "lib"
+    for i, style in enumerate(("house", "techno")):
+        write_track(f"t{i}.wav", style=style, bpm=122 + i, key=Key(i, "minor"), duration_s=8.0, seed=i, folder=lib)
+    await add_paths(pool, [lib], audio=settings.audio)
+    settings = dataclasses.replace(settings, embed=EmbedSettings(weights=str(weights), device="cpu", threads=1))
+    embedder, version = open_embedder(settings.embed)
+    await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+    async with pool.acquire() as conn:
+        stored = await vectors_q.for_version(conn, version)
+    assert len(stored) == 2
+    index = VectorIndex.load(settings.index_dir, version)
+    ids, vecs = index.vectors()
+    for tid, vec in zip(ids, vecs):  # the database holds the very vectors the index serves
+        np.testing.assert_allclose(stored[int(tid)], vec, atol=1e-5)
+
+    # With the index directory gone, the stored vectors still spare the re-embedding.
+    import shutil
+
+    shutil.rmtree(settings.index_dir)
+    again = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+    assert (again.embedded, again.reused) == (0, 2)
+
+    other = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version="test-v2")
+    assert other.embedded == 2
+    async with pool.acquire() as conn:
+        assert await vectors_q.count_by_version(conn) == {version: 2, "test-v2": 2}
+        assert await vectors_q.delete_other_versions(conn, keep="test-v2") == 2
+        assert set(await vectors_q.for_version(conn, "test-v2", track_ids=[int(ids[0])])) == {int(ids[0])}
 
 
 async def test_training_saves_weights_and_records_the_version(pool, tmp_path):
