@@ -9,6 +9,7 @@ so that C major is ``1d`` and A minor ``1m``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -141,3 +142,13 @@ def harmonic_relation(a: Key, b: Key) -> str | None:
     if (a.mode == "minor" and step == 1) or (a.mode == "major" and step == -1):
         return "diagonal"
     return None
+
+
+def compatible_keys(key: Key, *, rules: Sequence[str]) -> tuple[Key, ...]:
+    """Every key reached from ``key`` by one of the mixing ``rules`` (names as in :func:`harmonic_relation`).
+
+    ``key`` itself is included when ``"same"`` is among the rules.
+    """
+    allowed = set(rules)
+    return tuple(k for k in ALL_KEYS if harmonic_relation(key, k) in allowed)
+

@@ -23,7 +23,7 @@ import asyncpg
 import numpy as np
 
 from db.queries import tracks as tracks_q
-from engine.camelot import Key, parse_key
+from engine.camelot import Key, compatible_keys, parse_key
 from engine.errors import EngineError
 from engine.rank import Scored, TrackFeatures, Weights
 from workers.catalog import process_file
@@ -274,18 +274,32 @@ async def rank_catalog(
 ) -> list[tuple[Scored, tracks_q.TrackRow]]:
     """Score catalog tracks against the query with the hybrid ranker, best first.
 
-    Candidates: tracks in the tempo window (half/double time included), the
-    query's ALS neighbours, and its sounds-like neighbours.
+    Candidates: tracks in the tempo window (half/double time included; key-compatible
+    tracks of any tempo when that window is thin or the query has no tempo), the
+    query's ALS neighbours, and its sounds-like neighbours; at most
+    ``settings.rank.max_candidates`` from each database lookup.
     """
     from workers.embedding import sound_scores
     from workers.mixes import rank_rows
 
     resources = resources or Resources()
-    rows = await tracks_q.candidates_by_tempo(
-        conn, bpm_ranges=_tempo_window(float(query.analysis["bpm"]), settings.rank.pitch_range_pct * 2)
-    )
+    limit = settings.rank.max_candidates
+    feats = query.features
+    rows: list[tracks_q.TrackRow] = []
+    if feats.bpm > 0:
+        rows = await tracks_q.candidates_by_tempo(
+            conn, bpm_ranges=_tempo_window(feats.bpm, settings.rank.pitch_range_pct * 2), limit=limit
+        )
+    if len(rows) < options.count and feats.key is not None:
+        # no tempo (a beatless clip) or a thin tempo window: harmonic neighbours of any tempo
+        keys = compatible_keys(feats.key, rules=settings.rank.camelot_rules)
+        have = {r.id for r in rows}
+        by_key = await tracks_q.candidates_by_key(
+            conn, camelots=[k.camelot for k in keys], energy=feats.energy, limit=limit
+        )
+        rows += [r for r in by_key if r.id not in have]
     if len(rows) < options.count:
-        rows = await tracks_q.list_tracks(conn, analysed_only=True)
+        rows = await tracks_q.list_tracks(conn, analysed_only=True, limit=limit)
     sound: dict[int, float] = {}
     if query.vector is not None and resources.vectors is not None:
         exclude = frozenset({query.track_id}) if query.track_id is not None else frozenset()

@@ -82,6 +82,7 @@ class RankSettings:
     w_coplay: float = 0.10
     pitch_range_pct: float = 6.0
     tempo_clash: float = 0.3
+    max_candidates: int = 5000
     camelot_rules: tuple[str, ...] = ("same", "+1", "-1", "relative", "diagonal", "+2")
 
 
@@ -526,6 +527,7 @@ class Settings:
             w_coplay=_float(env, "MIXWITH_W_COPLAY", RankSettings.w_coplay),
             pitch_range_pct=_float(env, "MIXWITH_PITCH_RANGE_PCT", RankSettings.pitch_range_pct),
             tempo_clash=_float(env, "MIXWITH_TEMPO_CLASH_PENALTY", RankSettings.tempo_clash),
+            max_candidates=max(1, _int(env, "MIXWITH_MAX_CANDIDATES", RankSettings.max_candidates)),
             camelot_rules=rules,
         )
         fp_dir = _get(env, "MIXWITH_FP_INDEX_DIR", "")

@@ -141,15 +141,38 @@ async def list_tracks(
 async def candidates_by_tempo(
     conn: asyncpg.Connection, *, bpm_ranges: Sequence[tuple[float, float]], limit: int = 5000
 ) -> list[TrackRow]:
-    """Analysed tracks whose BPM falls in any of ``bpm_ranges`` (inclusive)."""
+    """Analysed tracks whose BPM falls in any of ``bpm_ranges`` (inclusive), closest to a range's centre first.
+
+    Closeness is relative (|bpm - centre| / centre), so a big catalog cut at ``limit``
+    keeps the tracks a pitch fader reaches most easily, not the oldest ones.
+    """
     lows = [lo for lo, _ in bpm_ranges]
     highs = [hi for _, hi in bpm_ranges]
     rows = await conn.fetch(
         _SELECT
-        + """ WHERE a.bpm IS NOT NULL AND EXISTS (
-                 SELECT 1 FROM unnest($1::real[], $2::real[]) AS r(lo, hi) WHERE a.bpm BETWEEN r.lo AND r.hi)
-              ORDER BY t.id LIMIT $3""",
+        + """ , LATERAL (
+                 SELECT min(abs(a.bpm - (r.lo + r.hi) / 2) / ((r.lo + r.hi) / 2)) AS off
+                 FROM unnest($1::real[], $2::real[]) AS r(lo, hi)
+                 WHERE a.bpm BETWEEN r.lo AND r.hi AND r.hi > 0) c
+              WHERE a.bpm IS NOT NULL AND c.off IS NOT NULL
+              ORDER BY c.off, t.id LIMIT $3""",
         lows, highs, limit,
+    )
+    return [TrackRow.from_record(r) for r in rows]
+
+
+async def candidates_by_key(
+    conn: asyncpg.Connection, *, camelots: Sequence[str], energy: int | None = None, limit: int = 5000
+) -> list[TrackRow]:
+    """Analysed tracks in any of the Camelot keys ``camelots`` (e.g. ``["8A", "9A"]``).
+
+    Closest energy first when ``energy`` is given, then oldest first.
+    """
+    rows = await conn.fetch(
+        _SELECT
+        + """ WHERE a.bpm IS NOT NULL AND a.camelot = ANY($1::text[])
+              ORDER BY abs(coalesce(a.energy, 0) - coalesce($2::int, a.energy, 0)), t.id LIMIT $3""",
+        list(camelots), energy, limit,
     )
     return [TrackRow.from_record(r) for r in rows]
 

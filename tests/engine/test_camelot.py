@@ -2,7 +2,16 @@
 
 import pytest
 
-from engine.camelot import ALL_KEYS, Key, camelot_distance, camelot_step, from_camelot, harmonic_relation, parse_key
+from engine.camelot import (
+    ALL_KEYS,
+    Key,
+    camelot_distance,
+    camelot_step,
+    compatible_keys,
+    from_camelot,
+    harmonic_relation,
+    parse_key,
+)
 from engine.errors import ParameterError
 
 # The wheel as DJs print it: Camelot code, key, Open Key code.
@@ -80,3 +89,12 @@ def test_parse_spellings() -> None:
     assert parse_key("Am") == parse_key("A minor") == parse_key("8a")
     assert parse_key("C#m") == parse_key("Db minor") == parse_key("C♯ min")
     assert parse_key("Bb") == parse_key("A# major") == parse_key("B♭ maj")
+
+
+def test_compatible_keys_follow_the_rules() -> None:
+    """8A mixes into 8A, 9A, 7A, 8B, 9B and 10A under the default rules; without "+2", 10A drops out."""
+    key = parse_key("8A")
+    codes = {k.camelot for k in compatible_keys(key, rules=("same", "+1", "-1", "relative", "diagonal", "+2"))}
+    assert codes == {"8A", "9A", "7A", "8B", "9B", "10A"}
+    assert "10A" not in {k.camelot for k in compatible_keys(key, rules=("same", "+1", "-1"))}
+    assert {k.camelot for k in compatible_keys(parse_key("12B"), rules=("+1",))} == {"1B"}
