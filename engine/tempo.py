@@ -5,18 +5,25 @@ Method
 1. Onset strength: log-compressed spectral flux in log-spaced bands, kept as
    two envelopes: the whole spectrum, and the *drum body* (below 2 kHz: kick,
    snare, bass) which leaves out hi-hats and other fast decoration.
-2. Periodicity: the autocorrelation of the whole-spectrum envelope, scored as
-   a comb over the beat lag and its multiples (bars), gives the tempo up to
-   an octave. The period is refined on up to 16 multiples of the lag, which
-   gives one-decimal precision from an 11.6 ms hop.
-3. Metrical level (the choice between 87 and 174, 90 and 180): the beat is
+2. No beat: a drone or an ambient wash (strongest onsets weak, nothing
+   recurring at a beat period) gets ``bpm 0.0``, confidence 0.0.
+3. Periodicity: the autocorrelation of the whole-spectrum envelope, scored as
+   a comb over the beat lag, its bar multiples, the half-beat and two bars,
+   gives the tempo up to an octave (the half-beat and two-bar terms separate
+   candidates a third or a quarter apart, such as 90 and 120). The period is
+   refined on up to 16 multiples of the lag, which gives one-decimal
+   precision from an 11.6 ms hop.
+4. Metrical level (the choice between 87 and 174, 90 and 180): the beat is
    the slowest pulse whose *half* is not itself a beat. Starting from the
    slowest candidate, the tempo doubles while the drum body repeats at half
    the beat period about as strongly as at the beat period: a snare on 2 and
    4 between the kicks of drum & bass at "87" says the beat is 174, whereas
    a hip-hop groove at 90 has its snare on the beat and only a stray kick on
-   the off-beat. Only when the drum body gives no verdict does a weak prior
-   towards 120 BPM decide. Nothing here knows about styles.
+   the off-beat. Between clearly-double and clearly-not, the DJ range
+   decides (``_double``), so a small stretch cannot flip the level. Nothing
+   here knows about styles.
+5. Alternates: half and double time, and the better-supported 3:2 and 4:3
+   relatives (triplet feels, shuffles, loops in odd groupings).
 """
 
 from __future__ import annotations
