@@ -54,10 +54,11 @@ TWO_BAR_WEIGHT = 0.5
 # No beat: the strongest onsets (99th percentile of the level-free envelope)
 # under NO_BEAT_ONSET, or under WEAK_ONSET without any recurrence at a beat
 # period above NO_BEAT_RECURRENCE. Tuned on the benchmark data and kept
-# conservative (a beat is assumed unless both say otherwise): drones and the
-# ambient dev-set pieces measure 0.07-0.27 with recurrence at most 0.16;
-# music with a beat recurs at 0.24 or more, except one soft percussion loop
-# (0.15) whose attacks (0.48) keep it counted; rendered tracks measure 1.1+.
+# conservative (a beat unless the attacks are very weak, or weak and not
+# recurring): a drone loop
+# measures 0.14, ambient dev-set pieces 0.18-0.27 with recurrence at most
+# 0.16; loops with a beat recur at 0.23 or more, except one soft percussion
+# loop (0.15) whose attacks (0.48) keep it counted; rendered tracks 1.07+.
 NO_BEAT_ONSET = 0.15
 WEAK_ONSET = 0.25
 NO_BEAT_RECURRENCE = 0.2
