@@ -55,10 +55,10 @@ TWO_BAR_WEIGHT = 0.5
 # under NO_BEAT_ONSET, or under WEAK_ONSET without any recurrence at a beat
 # period above NO_BEAT_RECURRENCE. Tuned on the benchmark data and kept
 # conservative (a beat unless the attacks are very weak, or weak and not
-# recurring): a drone loop
-# measures 0.14, ambient dev-set pieces 0.18-0.27 with recurrence at most
-# 0.16; loops with a beat recur at 0.23 or more, except one soft percussion
-# loop (0.15) whose attacks (0.48) keep it counted; rendered tracks 1.07+.
+# recurring): a drone loop measures 0.14, ambient dev-set pieces 0.18-0.27
+# with recurrence at most 0.16; loops with a beat recur at 0.23 or more,
+# except one soft percussion loop (0.15) whose attacks (0.48) keep it
+# counted; rendered tracks 1.07+.
 NO_BEAT_ONSET = 0.15
 WEAK_ONSET = 0.25
 NO_BEAT_RECURRENCE = 0.2
