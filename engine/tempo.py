@@ -52,16 +52,16 @@ DJ_MAX_BPM = 150.0
 HALF_BEAT_WEIGHT = 0.5
 TWO_BAR_WEIGHT = 0.5
 # No beat: the strongest onsets (99th percentile of the level-free envelope)
-# under NO_BEAT_ONSET, or under WEAK_ONSET without any recurrence at a beat
+# under NO_BEAT_ONSET, or under WEAK_ONSET with no recurrence at a beat
 # period above NO_BEAT_RECURRENCE. Tuned on the benchmark data and kept
 # conservative (a beat unless the attacks are very weak, or weak and not
-# recurring): a drone loop measures 0.14, ambient dev-set pieces 0.18-0.27
-# with recurrence at most 0.16; loops with a beat recur at 0.23 or more,
-# except one soft percussion loop (0.15) whose attacks (0.48) keep it
-# counted; rendered tracks 1.07+.
+# recurring at all): a drone loop measures 0.14; a 3D printer loop 0.20 with
+# recurrence 0.08-0.10; ambient dev-set pieces 0.18-0.27 with recurrence
+# 0.03-0.16 (those above 0.11 keep a low-confidence tempo); loops with a
+# beat recur at 0.15 or more; rendered tracks measure 1.07+ and 0.46+.
 NO_BEAT_ONSET = 0.15
-WEAK_ONSET = 0.25
-NO_BEAT_RECURRENCE = 0.2
+WEAK_ONSET = 0.3
+NO_BEAT_RECURRENCE = 0.11
 ALT_MIN_BPM = 50.0
 ALT_MAX_BPM = 220.0
 # Below DJ_MIN_BPM, a whole-mix pulse at a quarter of the beat at least this
