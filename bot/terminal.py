@@ -18,8 +18,9 @@ def _fmt_query(q: dict[str, Any]) -> str:
         head = f"identified: {ident.get('artist') or '?'} – {ident.get('title')} (confidence {ident.get('confidence', 0):.2f})\n"
     elif q.get("title"):
         head = f"{q.get('artist') + ' – ' if q.get('artist') else ''}{q['title']}\n"
+    tempo = f"{q['bpm']:.1f} BPM" if q.get("bpm") else "no clear tempo"  # 0.0: analysed, no beat
     return head + (
-        f"{q.get('bpm', 0):.1f} BPM · {q.get('key', '?')} ({q.get('camelot', '?')}) · energy {q.get('energy', '?')}"
+        f"{tempo} · {q.get('key', '?')} ({q.get('camelot', '?')}) · energy {q.get('energy', '?')}"
     )
 
 
@@ -36,7 +37,7 @@ def print_result(console: Console, result: MixResult) -> None:
     for c in result.results:
         name = f"{c.artist} – {c.title}" if c.artist else c.title
         table.add_row(
-            str(c.rank), name, f"{c.bpm:.1f}", f"{c.camelot} {c.key}", str(c.energy), f"{c.score:.2f}", "; ".join(c.reasons)
+            str(c.rank), name, f"{c.bpm:.1f}" if c.bpm else "-", f"{c.camelot} {c.key}", str(c.energy), f"{c.score:.2f}", "; ".join(c.reasons)
         )
     console.print(table)
 

@@ -6,9 +6,11 @@ Method
    fraction of a bin, vote (weighted circular mean) for the offset of the
    track's tuning from A440 in cents. Chroma is then taken on the track's own
    semitone grid, so a record detuned by up to ±50 cents (vinyl pitched, old
-   tape, 432 Hz) keeps its key.
-2. Chroma: only prominent spectral peaks count (drums are broadband and
-   rarely make a peak that stands out of its neighbourhood), square-root
+   tape, 432 Hz) keeps its key. When the peaks disagree (short resultant,
+   near-atonal audio) A440 is assumed rather than a wandering estimate.
+2. Chroma: spectral peaks weighted smoothly by how far they stand out of
+   their neighbourhood (drums are broadband and rarely stand out), with
+   likely 3rd and 5th harmonics of a stronger lower peak damped, square-root
    compressed so a loud bass does not drown the harmony, placed at their
    interpolated frequency and soft-assigned to the nearest semitone. A
    second chroma of the bass register (45–260 Hz) against a root profile is

@@ -43,3 +43,10 @@ def test_cli_analyze_says_no_clear_tempo(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["analyze", str(path)], env=env, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "no clear tempo" in res.stdout and "0.0 BPM" not in res.stdout and "A minor" in res.stdout
+
+
+def test_terminal_query_line_says_no_clear_tempo() -> None:
+    from bot.terminal import _fmt_query
+
+    assert _fmt_query({"bpm": 0.0, "key": "A minor", "camelot": "8A", "energy": 2}).startswith("no clear tempo")
+    assert _fmt_query({"bpm": 124.0, "key": "A minor", "camelot": "8A", "energy": 2}).startswith("124.0 BPM")
