@@ -115,7 +115,7 @@ def make_queries(
     indexed: list[Track], held: list[Track], conds: list[Condition], *, n_in: int, n_out: int, seed: int, workers: int = 2
 ) -> list[Query]:
     """Degraded excerpts for every condition (cached by seed and counts); a seeded choice per query."""
-    root = OUT / f"queries-{seed}-{n_in}-{n_out}"
+    root = OUT / f"queries-g2-{seed}-{n_in}-{n_out}"  # g2: rooms with a rate-independent DRR
     listing = root / "queries.json"
     wanted = {c.name for c in conds}
     if listing.exists():
