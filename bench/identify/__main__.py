@@ -33,6 +33,7 @@ from bench.identify import peer
 from bench.identify.degrade import Condition, degrade, write_m4a
 from engine.audio import DecodeLimits, load, resample
 from engine.fingerprint import (
+    BIN_HZ,
     FP_SR,
     FRAME_RATE,
     QUERY_PARAMS,
@@ -157,7 +158,7 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
             # the copy played at speed s: peaks at t / s, f * s
             frames = np.rint(fp.peak_frames / s).astype(np.int32)
             bins = fp.peak_bins * s
-            keep = bins < 250
+            keep = bins <= REFERENCE_PARAMS.max_hz / BIN_HZ  # what the band would have kept
             h, t = hash_peaks(frames[keep], bins[keep], params=REFERENCE_PARAMS)
             items.append((PAD_ID_BASE + k * 100_000 + tid, Fingerprints(frames[keep], bins[keep], h, t, fp.duration_s / s)))
             have_s += fp.duration_s / s
@@ -173,14 +174,14 @@ def pct(a: list[float], q: float) -> float:
     return float(np.percentile(a, q)) if a else float("nan")
 
 
-def evaluate_ours(index: FingerprintIndex, queries: list[Query], calibration: Calibration) -> dict[str, dict]:
+def evaluate_ours(index: FingerprintIndex, queries: list[Query], calibration: Calibration, *, keep_speeds: int = 3) -> dict[str, dict]:
     per: dict[str, dict] = {}
     for q in queries:
         y = load_query(q.path)
-        t0 = time.perf_counter()
-        res = identify(y, sr=FP_SR, lookup=index.lookup, calibration=calibration)
-        ms = (time.perf_counter() - t0) * 1000
-        d = per.setdefault(q.condition, {"in": 0, "correct": 0, "offset_ok": 0, "out": 0, "fa": 0, "wrong_accept": 0, "ms": []})
+        t0 = time.process_time()  # CPU time: the machine is shared, wall time says more about the load
+        res = identify(y, sr=FP_SR, lookup=index.lookup, calibration=calibration, keep_speeds=keep_speeds)
+        ms = (time.process_time() - t0) * 1000
+        d = per.setdefault(q.condition, {"in": 0, "correct": 0, "raw": 0, "offset_ok": 0, "out": 0, "fa": 0, "wrong_accept": 0, "ms": []})
         d["ms"].append(ms)
         got = res.match.track_id if res.match else None
         if q.truth is None:
@@ -189,6 +190,7 @@ def evaluate_ours(index: FingerprintIndex, queries: list[Query], calibration: Ca
         else:
             d["in"] += 1
             d["correct"] += got == q.truth
+            d["raw"] += bool(res.candidates) and res.candidates[0].track_id == q.truth
             d["wrong_accept"] += got is not None and got != q.truth
             d["offset_ok"] += got == q.truth and abs(res.match.offset_s - q.offset_s) < 0.2
     return per
@@ -216,7 +218,7 @@ def calibrate(index: FingerprintIndex, queries: list[Query]) -> Calibration:
     for q in queries:
         y = load_query(q.path)
         fp = fingerprint(y, sr=FP_SR, params=QUERY_PARAMS)
-        cands = match(fp, index.lookup, early_stop_confidence=1.0, max_candidates=2)
+        cands = match(fp, index.lookup, max_candidates=2)
         if not cands:
             continue
         top = cands[0]
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--calibrate", action="store_true", help="fit the confidence model on queries of seed + 1000")
+    ap.add_argument("--keep-speeds", type=int, default=3, help="speed hypotheses matched in full after the pre-check")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     conds = conditions(args.quick)
@@ -270,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # ours: fingerprint and index
     fps: dict[int, Fingerprints] = {}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for tr in indexed:
         fps[tr.track_id] = fingerprint(tr.y, sr=GEN_SR)
-    fp_secs = time.perf_counter() - t0
+    fp_secs = time.process_time() - t0
     audio_s = sum(t.duration_s for t in indexed)
     tmp = Path(tempfile.mkdtemp(prefix="fpindex-", dir=OUT))
     index = FingerprintIndex.open(tmp / "dev", create=True)
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     cal = Calibration()
     for q in queries[:5]:  # warm the page cache and code paths
         identify(load_query(q.path), sr=FP_SR, lookup=index.lookup, calibration=cal)
-    ours = evaluate_ours(index, queries, cal)
+    ours = evaluate_ours(index, queries, cal, keep_speeds=args.keep_speeds)
 
     padded: dict[str, dict] = {}
     pad_stats = None
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         for q in queries[:5]:
             identify(load_query(q.path), sr=FP_SR, lookup=big.lookup, calibration=cal)
         # the latency target is for 10 s clips: only those run against the padded index
-        padded = evaluate_ours(big, [q for q in queries if q.condition.startswith("10s")], cal)
+        padded = evaluate_ours(big, [q for q in queries if q.condition.startswith("10s")], cal, keep_speeds=args.keep_speeds)
 
     peer_note = None if not args.no_peer else "skipped (--no-peer)"
     peer_res: dict[str, dict] = {}
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- table
     lines = []
-    hdr = f"{'condition':<16}{'n in/out':>9} | {'ours top1':>9}{'FA':>6}{'p50 ms':>8}{'p95 ms':>8}"
+    hdr = f"{'condition':<16}{'n in/out':>9} | {'ours top1':>9}{'raw':>6}{'FA':>6}{'p50 ms':>8}{'p95 ms':>8}"
     if padded:
         hdr += f" | {'100h top1':>9}{'FA':>6}{'p50':>6}{'p95':>6}"
     if peer_res:
@@ -340,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     for c in conds:
         o = ours[c.name]
         row = {"n_in": o["in"], "n_out": o["out"], "top1": o["correct"] / max(o["in"], 1), "far": o["fa"] / max(o["out"], 1),
+               "raw_top1": o["raw"] / max(o["in"], 1),
                "offset_ok": o["offset_ok"] / max(o["in"], 1), "wrong_accept": o["wrong_accept"] / max(o["in"], 1),
                "p50_ms": pct(o["ms"], 50), "p95_ms": pct(o["ms"], 95)}
-        line = f"{c.name:<16}{o['in']:>4}/{o['out']:<4} | {row['top1']:>9.1%}{row['far']:>6.1%}{row['p50_ms']:>8.1f}{row['p95_ms']:>8.1f}"
+        line = f"{c.name:<16}{o['in']:>4}/{o['out']:<4} | {row['top1']:>9.1%}{row['raw_top1']:>6.0%}{row['far']:>6.1%}{row['p50_ms']:>8.1f}{row['p95_ms']:>8.1f}"
         if padded and c.name in padded:
             p = padded[c.name]
             row["padded"] = {"top1": p["correct"] / max(p["in"], 1), "far": p["fa"] / max(p["out"], 1), "p50_ms": pct(p["ms"], 50), "p95_ms": pct(p["ms"], 95)}
@@ -359,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     fps_speed = audio_s / fp_secs
     print(f"\nours: index {stats.bytes / 1e6:.1f} MB for {stats.audio_s / 3600:.2f} h = {stats.bytes_per_hour / 1e6:.2f} MB/h "
-          f"({stats.n_hashes / stats.audio_s:.0f} hashes/s); fingerprinting {fps_speed:.0f}× realtime (one core, decoded audio)")
-    print("ours: query ms = fingerprint + match of decoded audio (decode of the .m4a not included; index warm)")
+          f"({stats.n_hashes / stats.audio_s:.0f} hashes/s); fingerprinting {fps_speed:.0f}× realtime (CPU time, one thread, decoded audio)")
+    print("ours: query ms = CPU time of fingerprint + match of decoded audio, one thread (decode of the .m4a not "
+          "included; index warm); raw = top candidate right before the acceptance rule")
     results["ours"] = {"index": stats.to_dict(), "fingerprint_x_realtime": fps_speed}
     if pad_stats is not None:
         print(f"ours @ {pad_hours:.0f} h: index {pad_stats.bytes / 1e6:.0f} MB = {pad_stats.bytes_per_hour / 1e6:.2f} MB/h "
