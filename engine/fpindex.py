@@ -58,7 +58,7 @@ from engine.fingerprint import (
 logger = logging.getLogger(__name__)
 
 FORMAT = "mixwith-fpindex-2"
-"""Index format; 2: 16 kHz analysis, 22-bit hashes (format 1 indexes must be rebuilt)."""
+"""Index format; 2: 16 kHz analysis, hashes on a part-logarithmic frequency scale (format 1 must be rebuilt)."""
 _TIME_BITS = 16
 _MAX_FRAME = (1 << _TIME_BITS) - 1
 MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
