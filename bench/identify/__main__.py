@@ -212,9 +212,10 @@ def evaluate_peer(pm: peer.PeerMatcher, queries: list[Query], name_to_id: dict[s
     return per
 
 
-def calibrate(index: FingerprintIndex, queries: list[Query]) -> Calibration:
-    """Fit the logistic confidence model on (statistics, correct?) of the top candidate."""
-    rows, labels = [], []
+def calibrate(index: FingerprintIndex, queries: list[Query], *, max_far: float = 0.01) -> Calibration:
+    """Fit the logistic confidence model on (statistics, correct?) of the top candidate, then pick the
+    lowest acceptance threshold whose false-accept rate on out-of-catalog queries is at most ``max_far``."""
+    rows, labels, outside = [], [], []
     for q in queries:
         y = load_query(q.path)
         fp = fingerprint(y, sr=FP_SR, params=QUERY_PARAMS)
@@ -225,21 +226,36 @@ def calibrate(index: FingerprintIndex, queries: list[Query]) -> Calibration:
         runner = cands[1].score if len(cands) > 1 else 1
         rows.append([np.log(max(top.score, 1)), np.log(max(top.score, 1) / max(runner, 1)), np.log(max(fp.n_hashes, 1))])
         labels.append(1.0 if top.track_id == q.truth else 0.0)
-    np.savez(OUT / "calibration-features.npz", rows=np.array(rows), labels=np.array(labels))
+        outside.append(q.truth is None)
+    np.savez(OUT / "calibration-features.npz", rows=np.array(rows), labels=np.array(labels), outside=np.array(outside))
     X = np.column_stack([np.ones(len(rows)), np.array(rows)])
     yv = np.array(labels)
+    ooc = np.array(outside)
+    n_ooc = int(sum(q.truth is None for q in queries))
     w = np.zeros(X.shape[1])
     for _ in range(50):  # Newton's method with a small ridge
         p = 1 / (1 + np.exp(-X @ w))
         g = X.T @ (p - yv) + 1e-3 * w
         H = X.T @ (X * (p * (1 - p))[:, None]) + 1e-3 * np.eye(X.shape[1])
         w -= np.linalg.solve(H, g)
-    cal = Calibration(bias=round(w[0], 2), w_score=round(w[1], 2), w_margin=round(w[2], 2), w_hashes=round(w[3], 2))
+    cal = Calibration(bias=round(float(w[0]), 2), w_score=round(float(w[1]), 2), w_margin=round(float(w[2]), 2),
+                      w_hashes=round(float(w[3]), 2))
     p = cal.confidence(np.exp(X[:, 1]), np.exp(X[:, 1] - X[:, 2]), np.exp(X[:, 3]))
-    acc = p >= cal.accept_confidence
-    print(f"calibration on {len(yv)} queries ({int(yv.sum())} correct top-1): {cal}")
-    print(f"  accepted {acc.mean():.3f}, precision {yv[acc].mean() if acc.any() else float('nan'):.4f}, "
-          f"wrong accepted {int((acc & (yv == 0)).sum())} of {int((yv == 0).sum())}")
+    n_in = len(queries) - n_ooc
+    print(f"calibration on {len(queries)} queries ({n_in} in catalog, {int(yv.sum())} right top-1; {n_ooc} outside)")
+    print("  threshold  accepted-right  wrong-in-catalog  FA(outside)")
+    chosen = None
+    for thr in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99):
+        acc = p >= thr
+        fa = int((acc & ooc).sum())
+        print(f"  {thr:9.2f}  {int((acc & (yv == 1)).sum()) / max(n_in, 1):14.1%}  {int((acc & (yv == 0) & ~ooc).sum()):16d}"
+              f"  {fa / max(n_ooc, 1):10.1%} ({fa}/{n_ooc})")
+        if chosen is None and fa <= max_far * n_ooc:
+            chosen = thr
+    from dataclasses import replace
+
+    cal = replace(cal, accept_confidence=chosen if chosen is not None else 0.99)
+    print(f"fitted: {cal}")
     return cal
 
 
@@ -255,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-peer", action="store_true")
-    ap.add_argument("--calibrate", action="store_true", help="fit the confidence model on queries of seed + 1000")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="fit the confidence model on queries of seed + 1000 (e.g. --queries 20 --ooc 10)")
     ap.add_argument("--keep-speeds", type=int, default=3, help="speed hypotheses matched in full after the pre-check")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
