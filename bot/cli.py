@@ -218,6 +218,28 @@ def catalog_remove(targets: tuple[str, ...], as_json: bool) -> None:
         raise MixwithError("nothing matched: give track IDs from `mixwith catalog list` or a path in the catalog")
 
 
+@catalog.command("reindex")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_user_errors
+def catalog_reindex(as_json: bool) -> None:
+    """Fingerprint the whole catalog again (needed after an upgrade changes the fingerprint format)."""
+    settings = _load_settings()
+
+    async def run(pool: Any) -> Any:
+        from workers.identify import reindex_catalog
+
+        return await reindex_catalog(pool, settings)
+
+    update = asyncio.run(_with_pool(settings, run))
+    if as_json:
+        _emit_json({"fingerprinted": list(update.indexed),
+                    "fingerprint_failed": [{"track_id": t, "reason": r} for t, r in update.failed],
+                    "index_version": update.version})
+    else:
+        click.echo(f"fingerprinted {len(update.indexed)} track(s) for identification"
+                   + (f"; {len(update.failed)} failed" if update.failed else ""))
+
+
 # --- analysis and recommendations --------------------------------------------
 
 

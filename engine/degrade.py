@@ -16,8 +16,20 @@ from scipy.signal import butter, fftconvolve, sosfiltfilt
 from engine.errors import DecodeError, ParameterError
 
 
-def room_impulse(*, sr: int, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic room impulse response: exponentially decaying noise, direct path first.
+def room_impulse(
+    *,
+    sr: int,
+    rt60_s: float,
+    rng: np.random.Generator,
+    drr_db: float = 6.0,
+    n_reflections: int = 0,
+) -> np.ndarray:
+    """A synthetic room impulse response: direct path, early reflections, decaying noise tail.
+
+    The reverberant part (reflections and tail) is scaled as a whole so that the
+    direct-to-reverberant energy ratio is ``drr_db`` at any sample rate: the tail
+    has one noise sample per sample, so scaling it per sample would make a higher
+    rate more reverberant.
 
     Parameters
     ----------
@@ -25,16 +37,30 @@ def room_impulse(*, sr: int, rt60_s: float, rng: np.random.Generator) -> np.ndar
     rt60_s : float > 0
         Time for the reverb to fall by 60 dB.
     rng : np.random.Generator
+    drr_db : float
+        Energy of the direct sound over the energy of everything after it, in dB.
+    n_reflections : int >= 0
+        Discrete early reflections between 2 and 30 ms.
+
+    Returns
+    -------
+    np.ndarray [shape=(int(rt60_s * sr),), dtype=float32]
+        ``h[0] = 1`` (the direct sound).
     """
-    if rt60_s <= 0:
-        raise ParameterError("rt60_s must be positive")
-    n = int(rt60_s * sr)
+    if rt60_s <= 0 or sr <= 0:
+        raise ParameterError("rt60_s and sr must be positive")
+    if n_reflections < 0:
+        raise ParameterError("n_reflections must be non-negative")
+    n = max(int(rt60_s * sr), int(0.031 * sr) + 1)
     t = np.arange(n) / sr
-    tail = rng.standard_normal(n) * np.exp(-6.91 * t / rt60_s)  # 6.91 = ln(1000): -60 dB at rt60
-    tail[: int(0.005 * sr)] = 0.0  # first reflections arrive after ~5 ms
-    h = 0.5 * tail / (np.sqrt(np.sum(tail**2)) + 1e-12)
-    h[0] = 1.0
-    return h.astype(np.float32)
+    rev = rng.standard_normal(n) * np.exp(-6.91 * t / rt60_s)  # 6.91 = ln(1000): -60 dB at rt60
+    rev[: int(0.005 * sr) + 1] = 0.0  # the diffuse field arrives after ~5 ms
+    tail_rms = np.sqrt(np.sum(rev**2))  # reflections are sized against the whole tail, not a sample of it
+    for _ in range(n_reflections):
+        rev[max(1, int(rng.uniform(0.002, 0.03) * sr))] += rng.uniform(-0.6, 0.6) * tail_rms
+    rev *= np.sqrt(10 ** (-drr_db / 10) / (np.sum(rev**2) + 1e-12))
+    rev[0] = 1.0
+    return rev.astype(np.float32)
 
 
 def babble(n: int, *, sr: int, rng: np.random.Generator, voices: int = 8) -> np.ndarray:

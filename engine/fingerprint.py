@@ -4,20 +4,28 @@ A fingerprint is a set of spectral-peak pairs (Wang 2003): each anchor peak is
 paired with a few later peaks nearby in frequency, and the pair's (anchor
 frequency, frequency step, time step) is packed into a 21-bit hash stored with
 the anchor's time. A clip matches a track when many of its hashes occur in the
-track at one consistent time offset.
+track at one consistent time offset. Hashed frequencies are on a scale that is
+linear below about 1.5 kHz (a step is an FFT bin) and logarithmic above (a step
+is 1 % of the frequency), so a small speed error moves a high peak as little
+as a low one.
 
 Phone memos of a club: peaks are chosen by their contrast against the local
 spectral envelope (so a phone's band-pass and a room's colouration move them
-little), within 150 Hz–3.9 kHz at 8 kHz, and queries keep about twice as many
-peaks as references, so a reference peak that survives the noise is likely to
-be among the query's.
+little), within the phone band 150 Hz–6.8 kHz at 16 kHz, with a quota per
+quarter of the band (log-spaced) so they spread over it instead of piling
+into the loud low end. Queries keep about twice as many peaks as references,
+so a reference peak that survives the noise is likely to be among the query's.
 
 Pitch faders: a track played 3 % fast has every frequency 3 % higher and every
 time 3 % shorter, which changes every hash. Queries keep their peaks with
 sub-bin frequencies; at query time the peaks are mapped back under several
 speed hypotheses (``f / s``, ``t * s``) and re-hashed, which is exactly the
 inverse of the resampling a pitch fader applies. Hashing is cheap, the audio is
-analysed once.
+analysed once. A pre-check with a quarter of the pairs picks the three most
+promising of the nine speed hypotheses; only those are matched in full. The
+hypotheses are 0.875 % apart, so the nearest is off by up to 0.44 %: on a
+linear scale that moves a 6 kHz peak by almost two bins and its hashes miss,
+hence the logarithmic scale above 1.5 kHz.
 
 Decision: the best (track, offset, speed) is scored by its aligned hash count;
 how far that count stands above what unrelated audio produces is turned into a
@@ -40,15 +48,20 @@ from engine.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 
-FP_SR = 8000
-"""Fingerprint sample rate in Hz (phone audio carries little above 4 kHz)."""
-N_FFT = 512
-HOP_LENGTH = 256
+FP_SR = 16000
+"""Fingerprint sample rate in Hz (covers the 150 Hz–7 kHz band of phone recordings)."""
+N_FFT = 1024
+HOP_LENGTH = 512
 FRAME_RATE = FP_SR / HOP_LENGTH
 """Fingerprint frames per second (31.25; one frame is 32 ms)."""
+BIN_HZ = FP_SR / N_FFT
+"""Width of a frequency bin in Hz (15.625)."""
 
-# Hash layout: anchor bin (8 bits) | frequency step + 64 (7 bits) | time step (6 bits).
+# Hash layout: anchor (8 bits) | frequency step + 64 (7 bits) | time step (6 bits), frequencies
+# in hash steps: HASH_STEPS * ln(1 + f / HASH_KNEE_HZ), about one FFT bin below the knee, 1 % above.
 _F_BITS, _DF_BITS, _DT_BITS = 8, 7, 6
+HASH_STEPS = 96.0
+HASH_KNEE_HZ = HASH_STEPS * BIN_HZ
 HASH_BITS = _F_BITS + _DF_BITS + _DT_BITS
 MAX_DF_BINS = (1 << (_DF_BITS - 1)) - 1
 MAX_DT_FRAMES = (1 << _DT_BITS) - 1
@@ -65,6 +78,9 @@ class FingerprintParams:
     ----------
     peaks_per_s : float
         Target peak density (strongest by local contrast in each second).
+    bands : int
+        The band is split into this many log-spaced parts, each with an equal
+        share of the peaks.
     fanout : int
         Targets paired with each anchor.
     min_hz, max_hz : float
@@ -80,7 +96,8 @@ class FingerprintParams:
     peaks_per_s: float = 18.0
     fanout: int = 6
     min_hz: float = 150.0
-    max_hz: float = 3900.0
+    max_hz: float = 6800.0
+    bands: int = 4
     neighborhood_bins: int = 13
     neighborhood_frames: int = 7
     max_dt_frames: int = 40
@@ -93,6 +110,8 @@ class FingerprintParams:
             raise ParameterError(f"fanout must be in 1..32, got {self.fanout}")
         if not 0 < self.min_hz < self.max_hz <= FP_SR / 2:
             raise ParameterError(f"need 0 < min_hz < max_hz <= {FP_SR / 2}, got {self.min_hz}, {self.max_hz}")
+        if not 1 <= self.bands <= 16:
+            raise ParameterError(f"bands must be in 1..16, got {self.bands}")
         if not 1 <= self.max_dt_frames <= MAX_DT_FRAMES:
             raise ParameterError(f"max_dt_frames must be in 1..{MAX_DT_FRAMES}")
         if not 1 <= self.max_df_bins <= MAX_DF_BINS:
@@ -115,7 +134,7 @@ class Fingerprints:
     peak_frames : np.ndarray [shape=(n_peaks,), dtype=int32]
         Frame of each peak, ascending.
     peak_bins : np.ndarray [shape=(n_peaks,), dtype=float32]
-        Sub-bin frequency of each peak (bin width ``FP_SR / N_FFT`` Hz).
+        Sub-bin frequency of each peak (bin width ``BIN_HZ``).
     hashes : np.ndarray [shape=(n_hashes,), dtype=uint32]
         Landmark hashes at the original speed.
     hash_frames : np.ndarray [shape=(n_hashes,), dtype=int32]
@@ -195,12 +214,13 @@ class Calibration:
     track (at least 1). Coefficients are fitted by ``python -m bench.identify --calibrate``.
     """
 
-    bias: float = -3.87
-    w_score: float = 2.45
-    w_margin: float = 4.19
-    w_hashes: float = -0.54
-    # fitted on 480 degraded dev queries (seed 1001); 0.8 kept wrong answers to 3 of 338 there
-    accept_confidence: float = 0.8
+    bias: float = -7.76
+    w_score: float = 3.6
+    w_margin: float = 4.21
+    w_hashes: float = -0.52
+    # fitted on 480 degraded dev queries (seed 1001, 320 in / 160 out of the catalog): at 0.85,
+    # 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer, 30 % of clips accepted right
+    accept_confidence: float = 0.85
 
     def confidence(self, score: np.ndarray, runner_up: np.ndarray, n_query_hashes: np.ndarray) -> np.ndarray:
         """Probability of a correct match for arrays of statistics."""
@@ -269,8 +289,8 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:n_frames]
     window = np.hanning(N_FFT).astype(np.float32)
     spec = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)  # (T, F)
-    lo = max(1, int(np.floor(params.min_hz * N_FFT / FP_SR)))
-    hi = min(N_FFT // 2, int(np.ceil(params.max_hz * N_FFT / FP_SR)) + 1)
+    lo = max(1, int(np.floor(params.min_hz / BIN_HZ)))
+    hi = min(N_FFT // 2 - 1, int(np.ceil(params.max_hz / BIN_HZ)) + 1)
     floor = max(float(spec.max()) * 1e-4, 1e-9)  # -80 dB below the loudest bin
     logS = np.log(np.maximum(spec[:, lo - 1 : hi + 1], floor))  # one guard bin each side
     band = logS[:, 1:-1]
@@ -283,13 +303,15 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     if t_idx.size == 0:
         return empty
     strength = contrast[t_idx, f_idx]
-    # keep the strongest peaks in each one-second block
-    block = (t_idx / FRAME_RATE).astype(np.int64)
-    order = np.lexsort((-strength, block))
-    block_sorted = block[order]
-    first = np.searchsorted(block_sorted, block_sorted, side="left")
+    # keep the strongest peaks of each log-spaced band in each one-second block: a quota
+    # per band spreads them over the spectrum (crowd noise and kick drums own the bass)
+    edges = np.geomspace(params.min_hz, params.max_hz, params.bands + 1)[1:-1] / BIN_HZ - lo
+    cell = (t_idx / FRAME_RATE).astype(np.int64) * params.bands + np.searchsorted(edges, f_idx, side="right")
+    order = np.lexsort((-strength, cell))
+    cell_sorted = cell[order]
+    first = np.searchsorted(cell_sorted, cell_sorted, side="left")
     rank = np.arange(order.size) - first
-    keep = order[rank < params.peaks_per_s]
+    keep = order[rank < params.peaks_per_s / params.bands]
     t_idx, f_idx = t_idx[keep], f_idx[keep]
     # parabolic interpolation on the log magnitude for a sub-bin frequency
     a = logS[t_idx, f_idx]
@@ -369,7 +391,7 @@ def hash_pairs(
     if not 0.5 <= speed <= 2.0:
         raise ParameterError(f"speed must be within 0.5..2, got {speed}")
     t = frames.astype(np.float64) * speed
-    f = np.rint(bins.astype(np.float64) / speed).astype(np.int64)
+    f = np.rint(HASH_STEPS * np.log1p(bins.astype(np.float64) * (BIN_HZ / speed / HASH_KNEE_HZ))).astype(np.int64)
     dt = np.rint(t[targets] - t[anchors]).astype(np.int64)
     df = f[targets] - f[anchors]
     f1 = f[anchors]
@@ -461,9 +483,14 @@ def match(
     top_tracks: int = 20,
     max_candidates: int = 5,
     calibration: Calibration = DEFAULT_CALIBRATION,
-    early_stop_confidence: float = 0.999,
+    keep_speeds: int = 3,
+    precheck_share: int = 4,
 ) -> list[Match]:
     """Rank catalog tracks for a clip under several speed hypotheses.
+
+    A cheap pre-check hashes every ``precheck_share``-th pair under every speed
+    and keeps the ``keep_speeds`` hypotheses whose best track aligns most
+    hashes; only those are matched with all pairs.
 
     Parameters
     ----------
@@ -472,8 +499,7 @@ def match(
     lookup : callable
         ``lookup(hashes) -> Hits``, usually ``FingerprintIndex.lookup``.
     speeds : sequence of float
-        Hypotheses in the order to try them; the search stops early once one
-        gives a match with ``early_stop_confidence``.
+        Hypotheses; on ties the earlier one wins the pre-check.
     params : FingerprintParams
         Pairing parameters (must match the index's hash layout).
     top_tracks : int
@@ -481,6 +507,10 @@ def match(
     max_candidates : int
         Length of the returned list.
     calibration : Calibration
+    keep_speeds : int >= 1
+        Hypotheses that get the full match (all of them when there are no more).
+    precheck_share : int >= 1
+        One pair in this many takes part in the pre-check.
 
     Returns
     -------
@@ -489,14 +519,22 @@ def match(
     """
     if not speeds:
         raise ParameterError("speeds must not be empty")
-    if top_tracks < 1 or max_candidates < 1:
-        raise ParameterError("top_tracks and max_candidates must be at least 1")
+    if top_tracks < 1 or max_candidates < 1 or keep_speeds < 1 or precheck_share < 1:
+        raise ParameterError("top_tracks, max_candidates, keep_speeds and precheck_share must be at least 1")
+    anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params)
+    chosen = list(dict.fromkeys(speeds))
+    if len(chosen) > keep_speeds:
+        sub_a, sub_t = anchors[::precheck_share], targets[::precheck_share]
+        pre = []
+        for speed in chosen:
+            hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed)
+            top = _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks) if hashes.size else []
+            pre.append(top[0][2] if top else 0)
+        order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
+        chosen = [chosen[i] for i in order[:keep_speeds]]
     best: dict[int, tuple[int, float, int, float]] = {}  # track -> (score, offset_s, n_hits, speed)
     n_q = 0
-    anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params)
-    grid = sorted(speeds)
-    tried: set[float] = set()
-    for speed in speeds:
+    for speed in chosen:
         hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed)
         n_q = max(n_q, hashes.size)
         if hashes.size == 0:
@@ -504,19 +542,7 @@ def match(
         for track, off, score, n_hits in _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks):
             if track not in best or score > best[track][0]:
                 best[track] = (score, off / FRAME_RATE, n_hits, speed)
-        tried.add(speed)
-        if early_stop_confidence < 1.0 and best:
-            top = _ranked(best, n_q, calibration, 1)
-            # stop once confident, but only after the winner's grid neighbours were tried:
-            # a neighbouring speed may align better (a truer speed and offset)
-            if top and top[0].confidence >= early_stop_confidence and _neighbours(grid, top[0].speed) <= tried:
-                break
     return _ranked(best, n_q, calibration, max_candidates)
-
-
-def _neighbours(grid: list[float], speed: float) -> set[float]:
-    i = grid.index(speed)
-    return set(grid[max(0, i - 1) : i + 2])
 
 
 def _ranked(best: dict[int, tuple[int, float, int, float]], n_q: int, calibration: Calibration, limit: int) -> list[Match]:
@@ -545,6 +571,7 @@ def identify(
     speeds: Sequence[float] = DEFAULT_SPEEDS,
     calibration: Calibration = DEFAULT_CALIBRATION,
     max_candidates: int = 5,
+    keep_speeds: int = 3,
 ) -> Identification:
     """Identify the catalog track in a clip, or say it is not in the catalog.
 
@@ -560,6 +587,8 @@ def identify(
     calibration : Calibration
         Confidence model and acceptance threshold.
     max_candidates : int
+    keep_speeds : int
+        Speed hypotheses matched in full after the pre-check (see ``match``).
 
     Returns
     -------
@@ -570,6 +599,7 @@ def identify(
     fp = fingerprint(y, sr=sr, params=QUERY_PARAMS)
     if fp.peak_frames.size < 2:
         return Identification(match=None, candidates=(), n_query_hashes=0)
-    cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates)
+    cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
+                  keep_speeds=keep_speeds)
     accepted = cands[0] if cands and cands[0].confidence >= calibration.accept_confidence else None
     return Identification(match=accepted, candidates=tuple(cands), n_query_hashes=fp.n_hashes)

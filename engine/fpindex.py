@@ -57,7 +57,8 @@ from engine.fingerprint import (
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mixwith-fpindex-1"
+FORMAT = "mixwith-fpindex-2"
+"""Index format; 2: 16 kHz analysis, hashes on a part-logarithmic frequency scale (format 1 must be rebuilt)."""
 _TIME_BITS = 16
 _MAX_FRAME = (1 << _TIME_BITS) - 1
 MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
@@ -154,8 +155,9 @@ class FingerprintIndex:
     the newest version on disk and leave this object at the version they wrote.
     """
 
-    def __init__(self, root: Path, *, keep_versions: int, max_segments: int) -> None:
+    def __init__(self, root: Path, *, keep_versions: int, max_segments: int, max_postings: int) -> None:
         self._root = root
+        self._max_postings = max_postings
         self._keep_versions = keep_versions
         self._max_segments = max_segments
         self._version = -1
@@ -173,6 +175,7 @@ class FingerprintIndex:
         create: bool = False,
         keep_versions: int = 3,
         max_segments: int = 8,
+        max_postings: int = 200,
     ) -> FingerprintIndex:
         """Open the index at ``path``.
 
@@ -186,6 +189,9 @@ class FingerprintIndex:
             Old versions whose segments are kept for readers still on them.
         max_segments : int >= 2
             When an add leaves more segments than this, the small ones are merged.
+        max_postings : int >= 1
+            ``lookup`` skips hashes stored more often than this (in all segments):
+            so common they say little about the track and cost the most time.
 
         Raises
         ------
@@ -196,17 +202,19 @@ class FingerprintIndex:
             raise ParameterError("keep_versions must be at least 1")
         if max_segments < 2:
             raise ParameterError("max_segments must be at least 2")
+        if max_postings < 1:
+            raise ParameterError("max_postings must be at least 1")
         root = Path(path)
         if not (root / "CURRENT").is_file():
             if not create:
                 raise IndexError_(f"no fingerprint index at {root}")
             (root / "versions").mkdir(parents=True, exist_ok=True)
             (root / "segments").mkdir(exist_ok=True)
-            index = cls(root, keep_versions=keep_versions, max_segments=max_segments)
+            index = cls(root, keep_versions=keep_versions, max_segments=max_segments, max_postings=max_postings)
             with index._locked():
                 if not (root / "CURRENT").is_file():
                     index._publish({"format": FORMAT, "version": 0, "hash_bits": HASH_BITS, "segments": []})
-        index = cls(root, keep_versions=keep_versions, max_segments=max_segments)
+        index = cls(root, keep_versions=keep_versions, max_segments=max_segments, max_postings=max_postings)
         index.reload()
         return index
 
@@ -239,7 +247,11 @@ class FingerprintIndex:
 
     def _load(self, manifest: dict) -> None:
         if manifest.get("format") != FORMAT or manifest.get("hash_bits") != HASH_BITS:
-            raise IndexError_(f"{self._root} holds another index format ({manifest.get('format')})")
+            raise IndexError_(
+                f"the fingerprint index at {self._root} has format {manifest.get('format')!r}, "
+                f"this version of mixwith reads {FORMAT!r}: re-index the catalog "
+                f"(`mixwith catalog reindex`, or delete {self._root} and run `mixwith catalog add` again)"
+            )
         segments, alive = [], []
         for entry in manifest["segments"]:
             seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
@@ -300,19 +312,30 @@ class FingerprintIndex:
         Returns
         -------
         Hits
-            ``query_index`` points into ``hashes``.
+            ``query_index`` points into ``hashes``; hashes with more than
+            ``max_postings`` entries are left out.
         """
         q_raw = np.asarray(hashes, dtype=np.uint32)
         # sorted needles walk the mapped keys in order: far fewer page and cache misses
         q_order = np.argsort(q_raw, kind="stable")
         q = q_raw[q_order]
         parts_t, parts_f, parts_q = [], [], []
-        for seg, alive in zip(self._segments, self._alive):
+        ranges = []
+        total_counts = np.zeros(q.size, np.int64)
+        for seg in self._segments:
             if seg.keys.size == 0 or q.size == 0:
+                ranges.append(None)
                 continue
             lo = np.searchsorted(seg.keys, q, side="left")
             hi = np.searchsorted(seg.keys, q, side="right")
-            counts = hi - lo
+            ranges.append((lo, hi))
+            total_counts += hi - lo
+        common = total_counts > self._max_postings
+        for seg, alive, rng in zip(self._segments, self._alive, ranges):
+            if rng is None:
+                continue
+            lo, hi = rng
+            counts = np.where(common, 0, hi - lo)
             total = int(counts.sum())
             if total == 0:
                 continue

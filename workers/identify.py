@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -118,6 +119,17 @@ async def index_tracks(
     index = open_index(settings)
     if not tracks:
         return IndexUpdate(indexed=(), failed=(), version=index.version)
+    good, failed = await _fingerprint_files(settings, tracks, executor)
+    if good:
+        await asyncio.get_running_loop().run_in_executor(None, index.add_many, good)
+        await _register(pool, index)
+    return IndexUpdate(indexed=tuple(t for t, _ in good), failed=failed, version=index.version)
+
+
+async def _fingerprint_files(
+    settings: Settings, tracks: Sequence[tuple[int, str]], executor: Executor | None
+) -> tuple[list[tuple[int, Fingerprints]], tuple[tuple[int, str], ...]]:
+    """Fingerprints of the files that worked, and (track_id, reason) of those that did not."""
     loop = asyncio.get_running_loop()
     own = executor is None
     if own:
@@ -135,9 +147,35 @@ async def index_tracks(
     failed = tuple((j.track_id, j.error or "no fingerprints") for j in jobs if j.fingerprints is None)
     for tid, reason in failed:
         logger.warning("track %d not fingerprinted: %s", tid, reason)
+    return good, failed
+
+
+async def reindex_catalog(pool: asyncpg.Pool, settings: Settings, *, executor: Executor | None = None) -> IndexUpdate:
+    """Fingerprint every catalog track into a fresh index and put it in place of the old one.
+
+    For an index of an older format (which ``open_index`` refuses) or a damaged one.
+    The fresh index is built beside the old one, so identification keeps working
+    (or keeps failing clearly) until the swap.
+    """
+    async with pool.acquire() as conn:
+        rows = await tracks_q.list_tracks(conn)
+    root = settings.fingerprint_dir
+    fresh_dir = root.with_name(root.name + ".reindex")
+    shutil.rmtree(fresh_dir, ignore_errors=True)
+    fresh = FingerprintIndex.open(fresh_dir, create=True, max_segments=settings.identify.max_segments)
+    good, failed = await _fingerprint_files(settings, [(r.id, r.path) for r in rows], executor) if rows else ([], ())
+    loop = asyncio.get_running_loop()
     if good:
-        await loop.run_in_executor(None, index.add_many, good)
-        await _register(pool, index)
+        await loop.run_in_executor(None, fresh.add_many, good)
+    old_dir = root.with_name(root.name + ".old")
+    shutil.rmtree(old_dir, ignore_errors=True)
+    if root.exists():
+        root.rename(old_dir)
+    fresh_dir.rename(root)
+    shutil.rmtree(old_dir, ignore_errors=True)
+    index = open_index(settings)
+    await _register(pool, index)
+    logger.info("fingerprint index rebuilt: %d tracks, %d failed", len(good), len(failed))
     return IndexUpdate(indexed=tuple(t for t, _ in good), failed=failed, version=index.version)
 
 

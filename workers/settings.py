@@ -443,7 +443,7 @@ class IdentifySettings:
 
     index_dir: Path | None = None
     query_seconds: float = 30.0
-    accept_confidence: float = 0.8
+    accept_confidence: float = 0.85
     max_segments: int = 8
 
 

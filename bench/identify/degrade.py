@@ -3,8 +3,9 @@
 A query is an excerpt of a catalog track, optionally played faster or slower
 (resampled: tempo and pitch together, like a DJ's pitch fader without key
 lock), then a synthetic room (exponentially decaying noise impulse response
-of a given RT60), a phone's band-pass, babble-like crowd noise at a given SNR
-and AAC at 64 kbps in an .m4a container (real ffmpeg).
+of a given RT60 and direct-to-reverberant ratio), a phone's band-pass,
+babble-like crowd noise at a given SNR and AAC at 64 kbps in an .m4a
+container (real ffmpeg).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ import numpy as np
 import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
+
+from engine.degrade import room_impulse
+
+DRR_DB = (-3.0, 6.0)
+"""Range of the direct-to-reverberant ratio of the synthetic rooms (uniform), in dB."""
 
 
 @dataclass(frozen=True)
@@ -44,20 +50,6 @@ class Condition:
     def name(self) -> str:
         sp = "" if self.speed == 1.0 else f" x{self.speed:.2f}"
         return f"{self.duration_s:g}s {self.snr_db:+g}dB{sp}"
-
-
-def room_impulse_response(rng: np.random.Generator, *, sr: int, rt60_s: float) -> np.ndarray:
-    """Direct sound, a few early reflections and an exponentially decaying diffuse tail."""
-    n = int(rt60_s * sr)
-    t = np.arange(n) / sr
-    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60_s)  # -60 dB at rt60
-    tail[: int(0.005 * sr)] = 0.0  # the diffuse field arrives after the direct sound
-    h = tail * 0.25
-    h[0] = 1.0
-    for _ in range(6):
-        k = int(rng.uniform(0.002, 0.03) * sr)
-        h[k] += rng.uniform(-0.6, 0.6)
-    return h / np.sqrt(np.sum(h**2))
 
 
 def babble(rng: np.random.Generator, n: int, *, sr: int, talkers: int = 8) -> np.ndarray:
@@ -103,7 +95,8 @@ def degrade(
     ``clean`` must hold ``duration_s * speed`` seconds; the result holds ``duration_s``.
     """
     y = change_speed(clean.astype(np.float64), condition.speed)
-    h = room_impulse_response(rng, sr=sr, rt60_s=rng.uniform(0.3, 0.8))
+    # direct-to-reverberant ratio drawn per query, independent of the sample rate
+    h = room_impulse(sr=sr, rt60_s=rng.uniform(0.3, 0.8), rng=rng, drr_db=rng.uniform(*DRR_DB), n_reflections=6)
     y = fftconvolve(y, h)[: y.size]
     noise = babble(rng, y.size, sr=sr)
     p_music = np.mean(y**2) + 1e-12

@@ -11,17 +11,20 @@ from scipy.signal import resample_poly
 from engine.camelot import Key
 from engine.errors import ParameterError
 from engine.fingerprint import (
+    BIN_HZ,
     FRAME_RATE,
     QUERY_PARAMS,
+    REFERENCE_PARAMS,
     FingerprintParams,
     fingerprint,
     hash_peaks,
     identify,
+    match,
 )
 from engine.fpindex import FingerprintIndex
 from engine.synth import TrackSpec, render
 
-SR = 8000
+SR = 16000
 
 
 def _spec(i: int, duration_s: float = 30.0) -> TrackSpec:
@@ -163,6 +166,28 @@ def test_query_params_are_denser(catalog: dict[int, np.ndarray]) -> None:
 
 def test_fingerprint_accepts_any_rate(catalog: dict[int, np.ndarray], index: FingerprintIndex, tmp_path: Path) -> None:
     """A clip at 22050 Hz is resampled internally and still identified."""
-    y = resample_poly(catalog[14][SR * 5 : SR * 15], 441, 160).astype(np.float32)
+    y = resample_poly(catalog[14][SR * 5 : SR * 15], 441, 320).astype(np.float32)
     res = identify(y, sr=22050, lookup=index.lookup)
     assert res.match is not None and res.match.track_id == 14
+
+
+def test_peaks_spread_over_the_phone_band(catalog: dict[int, np.ndarray]) -> None:
+    """Each log-spaced quarter of 150 Hz–6.8 kHz holds peaks, none more than about its quota."""
+    fp = fingerprint(catalog[12], sr=SR)
+    edges = np.geomspace(REFERENCE_PARAMS.min_hz, REFERENCE_PARAMS.max_hz, 5)
+    share = np.histogram(fp.peak_bins * BIN_HZ, bins=edges)[0] / fp.peak_bins.size
+    assert np.all(share > 0.08) and np.all(share < 0.35), share
+
+
+def test_precheck_keeps_the_true_speed(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                       rng: np.random.Generator) -> None:
+    """Keeping only the pre-check's best speed still finds a 3 % fast clip at its speed and offset."""
+    y = catalog[12]
+    start_s = 4.0
+    clip = _noisy(resample_poly(y[int(start_s * SR) : int((start_s + 6 * 1.03) * SR)], 100, 103).astype(np.float32),
+                  snr_db=5.0, rng=rng)
+    fp = fingerprint(clip, sr=SR, params=QUERY_PARAMS)
+    best = match(fp, index.lookup, keep_speeds=1)[0]
+    assert best.track_id == 12
+    assert abs(best.speed - 1.03) <= 0.006
+    assert abs(best.offset_s - start_s) <= 0.1

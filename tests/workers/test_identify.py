@@ -127,3 +127,22 @@ def test_settings_read_identification_keys(tmp_path: Path) -> None:
                            "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE": "0.8"})
     assert s.fingerprint_dir == tmp_path / "fp" and s.identify.accept_confidence == 0.8
     assert Settings.from_env({"MIXWITH_HOME": str(tmp_path)}).fingerprint_dir == tmp_path / "fingerprints"
+
+
+def test_old_index_is_refused_until_reindexed(pool, env: dict[str, str], library, tmp_path: Path) -> None:
+    """An index of an older format makes `identify` ask for a re-index; `catalog reindex` rebuilds it."""
+    lib, files, _ = library
+    added = _run(env, "catalog", "add", str(lib), "--json")
+    ids = {Path(a["path"]).name: a["track_id"] for a in added["added"]}
+    root = Path(env["MIXWITH_HOME"]) / "fingerprints"
+    current = root / "versions" / f"v{int((root / 'CURRENT').read_text()):08d}.json"
+    current.write_text(json.dumps(json.loads(current.read_text()) | {"format": "mixwith-fpindex-1"}))
+    memo = _memo(files[2], tmp_path / "memo.m4a", start_s=5.0, seconds=8.0, seed=4)
+
+    refused = CliRunner().invoke(cli, ["identify", str(memo), "--json"], env=env)
+    assert refused.exit_code != 0 and "catalog reindex" in refused.output
+
+    rebuilt = _run(env, "catalog", "reindex", "--json")
+    assert sorted(rebuilt["fingerprinted"]) == sorted(ids.values())
+    out = _run(env, "identify", str(memo), "--json")
+    assert out["candidates"][0]["track_id"] == ids[files[2].name]
