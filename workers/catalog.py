@@ -259,22 +259,41 @@ async def add_to_catalog(
 ) -> CatalogUpdate:
     """Analyse new files, fingerprint them for identification, refresh the sounds-like index.
 
+    The two indexes are also brought up to date when nothing was added: a
+    fingerprint index this version cannot read (an older format after an
+    upgrade, or damage) is rebuilt from the whole catalog, and a sounds-like
+    index is built for an embedder version that has none (new default weights).
     Each step after the analysis is skipped with a logged warning, never fatal:
     the tracks are in the catalog either way.
     """
+    from engine.fpindex import IndexError_
+    from engine.index import live_build
     from workers.embedding import build_catalog_index, open_embedder
-    from workers.identify import index_tracks
+    from workers.identify import index_tracks, open_index, reindex_catalog
 
     report = await add_paths(pool, paths, audio=settings.audio, source=source, on_progress=on_progress,
                              executor=executor)
-    if not report.added:
-        return CatalogUpdate(ingest=report)
-    update = await index_tracks(pool, settings, report.added, executor=executor)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, open_index, settings)
+        unreadable = ""
+    except IndexError_ as exc:
+        unreadable = str(exc)
+    if unreadable:
+        logger.warning("fingerprinting the whole catalog again: %s", unreadable)
+        update = await reindex_catalog(pool, settings, executor=executor)
+    else:
+        update = await index_tracks(pool, settings, report.added, executor=executor)
     indexed, note = 0, ""
     try:
-        embedder, version = await asyncio.get_running_loop().run_in_executor(None, open_embedder, settings.embed)
-        built = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
-        indexed = built.n_items
+        embedder, version = await loop.run_in_executor(None, open_embedder, settings.embed)
+        stale = live_build(settings.index_dir, version) is None
+        if stale and not report.added:
+            async with pool.acquire() as conn:
+                stale = await tracks_q.count_tracks(conn) > 0
+        if report.added or stale:
+            built = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
+            indexed = built.n_items
     except (EngineError, OSError, RuntimeError) as exc:
         note = f"sounds-like index not rebuilt: {exc}"
         logger.warning("%s", note)

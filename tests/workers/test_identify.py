@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import asyncpg
@@ -146,3 +147,25 @@ def test_old_index_is_refused_until_reindexed(pool, env: dict[str, str], library
     assert sorted(rebuilt["fingerprinted"]) == sorted(ids.values())
     out = _run(env, "identify", str(memo), "--json")
     assert out["candidates"][0]["track_id"] == ids[files[2].name]
+
+
+def test_catalog_add_after_an_upgrade_rebuilds_stale_indexes(pool, env: dict[str, str], library, tmp_path: Path) -> None:
+    """After an upgrade (old fingerprint format, new embedder with no index), `catalog add` alone repairs both."""
+    lib, files, _ = library
+    added = _run(env, "catalog", "add", str(lib), "--json")
+    ids = {Path(a["path"]).name: a["track_id"] for a in added["added"]}
+    home = Path(env["MIXWITH_HOME"])
+    root = home / "fingerprints"
+    current = root / "versions" / f"v{int((root / 'CURRENT').read_text()):08d}.json"
+    current.write_text(json.dumps(json.loads(current.read_text()) | {"format": "mixwith-fpindex-1"}))
+    shutil.rmtree(Settings.from_env({"MIXWITH_HOME": str(home)}).index_dir)
+
+    again = _run(env, "catalog", "add", str(lib), "--json")
+    assert again["added"] == [] and again["already_present"] == len(files)
+    assert sorted(again["fingerprinted"]) == sorted(ids.values())
+    assert again["sounds_like_indexed"] == len(files)
+    memo = _memo(files[0], tmp_path / "memo.m4a", start_s=4.0, seconds=8.0, seed=5)
+    assert _run(env, "identify", str(memo), "--json")["match"]["track_id"] == ids[files[0].name]
+
+    unchanged = _run(env, "catalog", "add", str(lib), "--json")
+    assert unchanged["fingerprinted"] == [] and unchanged["sounds_like_indexed"] == 0
