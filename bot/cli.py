@@ -530,7 +530,7 @@ def train() -> None:
 @train.command("embedder")
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Train on a manifest (id, path, group, seconds per line) instead of the catalog.")
-@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--steps", default=900, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(2, 4096), help="Tracks per batch.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--group-weight", default=0.3, show_default=True, type=click.FloatRange(0, 10),
