@@ -18,6 +18,7 @@ wrapper.
 from __future__ import annotations
 
 import functools
+import heapq
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -181,17 +182,25 @@ class Diversity:
     Attributes
     ----------
     max_per_artist : int >= 1
+        Tracks of one artist kept at full score; each further one is judged
+        with its score lowered by ``artist_repeat_penalty`` per track over
+        the cap, so a third track of an artist still beats a much worse fit.
+    artist_repeat_penalty : float >= 0
+        ``inf`` makes the cap hard (over-cap tracks only fill up the end).
     duplicate_similarity : float in (0, 1]
         Cosine of item vectors at or above which two candidates count as
         near-duplicates (only the better one is kept).
     """
 
     max_per_artist: int = 2
+    artist_repeat_penalty: float = 0.15
     duplicate_similarity: float = 0.97
 
     def __post_init__(self) -> None:
         if self.max_per_artist < 1:
             raise ParameterError("max_per_artist must be at least 1")
+        if not self.artist_repeat_penalty >= 0:
+            raise ParameterError("artist_repeat_penalty must be >= 0")
         if not 0 < self.duplicate_similarity <= 1:
             raise ParameterError("duplicate_similarity must be in (0, 1]")
 
@@ -511,7 +520,7 @@ def rank_candidates(
     idx = np.flatnonzero(keep)
     # best first, ties broken by track id so results are reproducible
     order = idx[np.lexsort((ids[idx], -np.round(total[idx], 9)))]
-    chosen = _diversify(order, cands, diversity, vectors, limit) if diversity is not None else order
+    chosen = _diversify(order, total, cands, diversity, vectors, limit) if diversity is not None else order
     if limit is not None:
         chosen = chosen[:limit]
     out: list[Scored] = []
@@ -549,33 +558,44 @@ def rank_candidates(
 
 def _diversify(
     order: np.ndarray,
+    total: np.ndarray,
     cands: Sequence[TrackFeatures],
     diversity: Diversity,
     vectors: Mapping[int, np.ndarray] | None,
     limit: int | None,
 ) -> np.ndarray:
-    """Walk the ranked list, skipping over-represented artists and near-duplicates.
+    """Walk the ranked list, holding back over-represented artists and dropping near-duplicates.
 
-    Skipped candidates go to the end rather than vanish, so a short catalog
-    still fills the list.
+    A track over its artist's cap is deferred with its score lowered by the
+    repeat penalty and taken when that lowered score still leads the list.
+    Same songs and near-duplicates go to the end rather than vanish, so a
+    short catalog still fills the list.
     """
     kept: list[int] = []
     skipped: list[int] = []
+    deferred: list[tuple[float, int, int, int]] = []  # (-lowered score, seq, index, times over the cap)
     per_artist: dict[str, int] = {}
     seen_songs: set[tuple[str, str]] = set()
     kept_vecs: list[np.ndarray] = []
-    want = limit if limit is not None else len(order)
-    rest: list[int] = []
     order_list = order.tolist()
-    for pos, i in enumerate(order_list):
-        if len(kept) >= want:
-            rest = order_list[pos:]
+    want = limit if limit is not None else len(order_list)
+    pos = seq = 0
+    while len(kept) < want:
+        nxt = order_list[pos] if pos < len(order_list) else None
+        if deferred and (nxt is None or -deferred[0][0] > total[nxt]):
+            _, _, i, over_before = heapq.heappop(deferred)
+        elif nxt is not None:
+            i, over_before = nxt, 0
+            pos += 1
+        else:
             break
         c = cands[i]
         artist = normalise_text(c.artist)
         song = (artist, normalise_text(c.title))
-        if artist and per_artist.get(artist, 0) >= diversity.max_per_artist:
-            skipped.append(i)
+        over = per_artist.get(artist, 0) - diversity.max_per_artist + 1 if artist else 0
+        if over > over_before:  # (re)judge it at its lowered score; an infinite penalty sends it to the end
+            seq += 1
+            heapq.heappush(deferred, (diversity.artist_repeat_penalty * over - float(total[i]), seq, i, over))
             continue
         if song[1] and song in seen_songs:
             skipped.append(i)
@@ -595,7 +615,8 @@ def _diversify(
             seen_songs.add(song)
         if vec is not None:
             kept_vecs.append(vec)
-    return np.array(kept + skipped + rest, dtype=np.int64)
+    later = [i for *_, i, _ in sorted(deferred)]
+    return np.array(kept + order_list[pos:] + later + skipped, dtype=np.int64)
 
 
 def score_candidates(

@@ -821,8 +821,9 @@ async def rank_rows(
     )
     scored = rank_candidates(query, feats, diversity=None, **common)
     # diversity only where it shows (the reply's head), so its cost stays bounded
-    head = rank_candidates(query, feats, vectors=vectors, diversity=Diversity(max_per_artist=mix_settings.max_per_artist),
-                           limit=options.count, **common)
+    diversity = Diversity(max_per_artist=mix_settings.max_per_artist,
+                          artist_repeat_penalty=mix_settings.artist_repeat_penalty)
+    head = rank_candidates(query, feats, vectors=vectors, diversity=diversity, limit=options.count, **common)
     head_ids = {s.track_id for s in head}
     ordered = head + [s for s in scored if s.track_id not in head_ids]
     return [(s, by_id[s.track_id]) for s in ordered]

@@ -402,6 +402,7 @@ class MixSettings:
     sweetness: float = 1.0
     smoothness: float = 1.0
     max_per_artist: int = 2
+    artist_repeat_penalty: float = 0.15
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "MixSettings":
@@ -423,6 +424,7 @@ class MixSettings:
             sweetness=_float(env, "MIXWITH_SWEETNESS", d.sweetness),
             smoothness=_float(env, "MIXWITH_SMOOTHNESS", d.smoothness),
             max_per_artist=_int(env, "MIXWITH_MAX_PER_ARTIST", d.max_per_artist),
+            artist_repeat_penalty=_float(env, "MIXWITH_ARTIST_REPEAT_PENALTY", d.artist_repeat_penalty),
         )
 # --- identification (issue 4) ---------------------------------------------------
 @dataclass(frozen=True)

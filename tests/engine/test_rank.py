@@ -174,6 +174,17 @@ def test_diversity_caps_artist():
     assert len(out) == 7
 
 
+def test_a_third_track_by_an_artist_beats_a_much_worse_fit():
+    """The artist cap is soft: a third beatmatchable track by one artist comes before tempo clashes."""
+    cands = [_t(i, artist="same") for i in range(1, 4)] + [_t(10 + i, bpm=90.0, camelot="8A", artist=f"x{i}") for i in range(3)]
+    out = rank_candidates(Q, cands, diversity=Diversity(max_per_artist=2), limit=4)
+    assert [s.track_id for s in out][:3] == [1, 2, 3]
+    hard = rank_candidates(Q, cands, diversity=Diversity(max_per_artist=2, artist_repeat_penalty=float("inf")), limit=4)
+    assert [s.track_id for s in hard] == [1, 2, 10, 11]
+    everything = rank_candidates(Q, cands, diversity=Diversity(max_per_artist=1, artist_repeat_penalty=float("inf")))
+    assert sorted(s.track_id for s in everything) == sorted(c.track_id for c in cands)
+
+
 def test_diversity_drops_near_duplicates_by_vector_and_title():
     """Edits of one song and near-identical vectors count once in the top."""
     cands = [
