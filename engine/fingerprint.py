@@ -4,10 +4,11 @@ A fingerprint is a set of spectral-peak pairs (Wang 2003): each anchor peak is
 paired with a few later peaks nearby in frequency, and the pair's (anchor
 frequency, frequency step, time step) is packed into a 21-bit hash stored with
 the anchor's time. A clip matches a track when many of its hashes occur in the
-track at one consistent time offset. Hashed frequencies are on a scale that is
-linear below about 1.5 kHz (a step is an FFT bin) and logarithmic above (a step
-is 1 % of the frequency), so a small speed error moves a high peak as little
-as a low one.
+track at one consistent time offset. The anchor frequency is hashed on a scale
+that is linear below about 1.5 kHz (a step is an FFT bin) and logarithmic above
+(a step is 1 % of the frequency), so a small speed error moves a high anchor as
+little as a low one; the frequency step stays in FFT bins (a speed error
+changes it by a fraction of a bin) and keeps the hashes specific.
 
 Phone memos of a club: peaks are chosen by their contrast against the local
 spectral envelope (so a phone's band-pass and a room's colouration move them
@@ -24,7 +25,7 @@ inverse of the resampling a pitch fader applies. Hashing is cheap, the audio is
 analysed once. A pre-check with a quarter of the pairs picks the three most
 promising of the nine speed hypotheses; only those are matched in full. The
 hypotheses are 0.875 % apart, so the nearest is off by up to 0.44 %: on a
-linear scale that moves a 6 kHz peak by almost two bins and its hashes miss,
+linear scale that moves a 6 kHz anchor by almost two bins and its hashes miss,
 hence the logarithmic scale above 1.5 kHz.
 
 Decision: the best (track, offset, speed) is scored by its aligned hash count;
@@ -57,8 +58,8 @@ FRAME_RATE = FP_SR / HOP_LENGTH
 BIN_HZ = FP_SR / N_FFT
 """Width of a frequency bin in Hz (15.625)."""
 
-# Hash layout: anchor (8 bits) | frequency step + 64 (7 bits) | time step (6 bits), frequencies
-# in hash steps: HASH_STEPS * ln(1 + f / HASH_KNEE_HZ), about one FFT bin below the knee, 1 % above.
+# Hash layout: anchor (8 bits) | frequency step in bins + 64 (7 bits) | time step (6 bits); the anchor
+# in steps of HASH_STEPS * ln(1 + f / HASH_KNEE_HZ), about one FFT bin below the knee, 1 % above.
 _F_BITS, _DF_BITS, _DT_BITS = 8, 7, 6
 HASH_STEPS = 96.0
 HASH_KNEE_HZ = HASH_STEPS * BIN_HZ
@@ -100,8 +101,8 @@ class FingerprintParams:
     bands: int = 4
     neighborhood_bins: int = 13
     neighborhood_frames: int = 7
-    max_dt_frames: int = 40
-    max_df_bins: int = 48
+    max_dt_frames: int = 63
+    max_df_bins: int = 63
 
     def __post_init__(self) -> None:
         if self.peaks_per_s <= 0:
@@ -214,13 +215,13 @@ class Calibration:
     track (at least 1). Coefficients are fitted by ``python -m bench.identify --calibrate``.
     """
 
-    bias: float = -7.76
-    w_score: float = 3.6
-    w_margin: float = 4.21
-    w_hashes: float = -0.52
-    # fitted on 480 degraded dev queries (seed 1001, 320 in / 160 out of the catalog): at 0.85,
-    # 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer, 30 % of clips accepted right
-    accept_confidence: float = 0.85
+    bias: float = -0.52
+    w_score: float = 2.76
+    w_margin: float = 3.17
+    w_hashes: float = -1.06
+    # fitted on 480 degraded dev queries (seed 1001, 320 in / 160 out of the catalog): at 0.9,
+    # 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer, 26 % of clips accepted right
+    accept_confidence: float = 0.9
 
     def confidence(self, score: np.ndarray, runner_up: np.ndarray, n_query_hashes: np.ndarray) -> np.ndarray:
         """Probability of a correct match for arrays of statistics."""
@@ -304,7 +305,7 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
         return empty
     strength = contrast[t_idx, f_idx]
     # keep the strongest peaks of each log-spaced band in each one-second block: a quota
-    # per band spreads them over the spectrum (crowd noise and kick drums own the bass)
+    # per band spreads them over the spectrum (kick drums and bass lines would take most)
     edges = np.geomspace(params.min_hz, params.max_hz, params.bands + 1)[1:-1] / BIN_HZ - lo
     cell = (t_idx / FRAME_RATE).astype(np.int64) * params.bands + np.searchsorted(edges, f_idx, side="right")
     order = np.lexsort((-strength, cell))
@@ -391,10 +392,12 @@ def hash_pairs(
     if not 0.5 <= speed <= 2.0:
         raise ParameterError(f"speed must be within 0.5..2, got {speed}")
     t = frames.astype(np.float64) * speed
-    f = np.rint(HASH_STEPS * np.log1p(bins.astype(np.float64) * (BIN_HZ / speed / HASH_KNEE_HZ))).astype(np.int64)
+    b = bins.astype(np.float64) / speed
+    # the step in FFT bins (a small speed error changes it by a fraction of a bin); the anchor on the
+    # part-logarithmic scale (a small speed error moves a 6 kHz peak by bins, but by under half a step)
+    df = np.rint(b[targets]).astype(np.int64) - np.rint(b[anchors]).astype(np.int64)
+    f1 = np.rint(HASH_STEPS * np.log1p(b[anchors] * (BIN_HZ / HASH_KNEE_HZ))).astype(np.int64)
     dt = np.rint(t[targets] - t[anchors]).astype(np.int64)
-    df = f[targets] - f[anchors]
-    f1 = f[anchors]
     ok = (dt >= 1) & (dt <= MAX_DT_FRAMES) & (np.abs(df) <= MAX_DF_BINS) & (f1 >= 0) & (f1 < (1 << _F_BITS))
     hashes = (f1[ok] << (_DF_BITS + _DT_BITS)) | ((df[ok] + (1 << (_DF_BITS - 1))) << _DT_BITS) | dt[ok]
     return hashes.astype(np.uint32), np.rint(t[anchors[ok]]).astype(np.int32)

@@ -302,6 +302,17 @@ class FingerprintIndex:
             audio_s=audio,
         )
 
+    def skipped_share(self) -> float:
+        """Share of stored entries whose hash has more than ``max_postings`` entries (never looked up).
+
+        Reads every key: for benchmarks and diagnostics, not for the query path.
+        """
+        keys = [np.asarray(s.keys) for s in self._segments if s.keys.size]
+        if not keys:
+            return 0.0
+        _, counts = np.unique(np.concatenate(keys), return_counts=True)
+        return float(counts[counts > self._max_postings].sum() / counts.sum())
+
     def lookup(self, hashes: np.ndarray) -> Hits:
         """Every live entry sharing a hash with ``hashes``.
 

@@ -106,7 +106,7 @@ def test_speed_hypothesis_undoes_resampling(catalog: dict[int, np.ndarray]) -> N
     mapped = hash_peaks(fast.peak_frames, fast.peak_bins, speed=1.03)[0]
     share_plain = np.isin(plain, list(ref_set)).mean()
     share_mapped = np.isin(mapped, list(ref_set)).mean()
-    assert share_mapped > 0.3
+    assert share_mapped > 0.2
     assert share_mapped > 3 * share_plain
 
 

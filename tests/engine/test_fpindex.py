@@ -200,3 +200,13 @@ def test_overly_common_hashes_are_skipped(tmp_path: Path) -> None:
     assert hits.query_index.tolist() == [1]
     loose = FingerprintIndex.open(tmp_path / "ix", max_postings=1000)
     assert loose.lookup(np.array([12345], np.uint32)).track_ids.size == 300
+
+
+def test_skipped_share_counts_entries_of_common_hashes(tmp_path: Path) -> None:
+    """The share of entries in hashes above max_postings is reported (300 of 301 here)."""
+    fp = Fingerprints(np.zeros(1, np.int32), np.zeros(1, np.float32),
+                      np.concatenate([np.full(300, 5, np.uint32), np.array([6], np.uint32)]),
+                      np.arange(301, dtype=np.int32), 10.0)
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_postings=200)
+    idx.add(1, fp)
+    assert idx.skipped_share() == pytest.approx(300 / 301)
