@@ -445,7 +445,7 @@ class IdentifySettings:
 
     index_dir: Path | None = None
     query_seconds: float = 30.0
-    accept_confidence: float = 0.9
+    accept_confidence: float = 0.95
     max_segments: int = 8
 
 

@@ -155,9 +155,9 @@ def group_contrastive(
     has = partner.any(dim=1)
     if not bool(has.any()):
         return z.new_zeros(())
-    mask = partner[has].float()
-    per_view = -(logp[has].masked_fill(~partner[has], 0.0) * mask).sum(dim=1) / mask.sum(dim=1)
-    return per_view.mean()
+    # masked_fill, not a product with the mask: the diagonal is -inf and -inf * 0 is nan
+    picked = logp[has].masked_fill(~partner[has], 0.0)
+    return (-picked.sum(dim=1) / partner[has].sum(dim=1)).mean()
 
 
 def _ensure_length(y: np.ndarray, n: int) -> np.ndarray:

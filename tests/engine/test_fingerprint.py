@@ -16,6 +16,7 @@ from engine.fingerprint import (
     QUERY_PARAMS,
     REFERENCE_PARAMS,
     FingerprintParams,
+    Hits,
     fingerprint,
     hash_peaks,
     identify,
@@ -191,3 +192,25 @@ def test_precheck_keeps_the_true_speed(catalog: dict[int, np.ndarray], index: Fi
     assert best.track_id == 12
     assert abs(best.speed - 1.03) <= 0.006
     assert abs(best.offset_s - start_s) <= 0.1
+
+
+def test_short_true_track_is_not_crowded_out_by_busy_tracks(catalog: dict[int, np.ndarray]) -> None:
+    """A track with few but aligned hits wins over 30 tracks with many scattered chance hits."""
+    fp = fingerprint(catalog[10][: SR * 5], sr=SR, params=QUERY_PARAMS)
+    gen = np.random.default_rng(5)
+    q_frames = hash_peaks(fp.peak_frames, fp.peak_bins, params=QUERY_PARAMS)[1]
+
+    def lookup(hashes: np.ndarray) -> Hits:
+        m = hashes.size
+        busy_t = np.repeat(np.arange(100, 130), 200)  # 30 busy tracks, 200 hits each, random offsets
+        busy_q = gen.integers(0, m, busy_t.size)
+        busy_f = gen.integers(0, 60000, busy_t.size)
+        true_q = np.arange(0, m, max(1, m // 40))[:40]  # 40 hits, all at offset 500
+        return Hits(
+            track_ids=np.concatenate([busy_t, np.full(true_q.size, 7)]).astype(np.int64),
+            ref_frames=np.concatenate([busy_f, 500 + q_frames[true_q]]).astype(np.int32),
+            query_index=np.concatenate([busy_q, true_q]).astype(np.int64),
+        )
+
+    best = match(fp, lookup, speeds=(1.0,), max_candidates=3)[0]
+    assert best.track_id == 7 and best.score >= 30
