@@ -176,6 +176,7 @@ class FingerprintIndex:
         keep_versions: int = 3,
         max_segments: int = 8,
         max_postings: int = 200,
+        first_version: int = 0,
     ) -> FingerprintIndex:
         """Open the index at ``path``.
 
@@ -192,6 +193,9 @@ class FingerprintIndex:
         max_postings : int >= 1
             ``lookup`` skips hashes stored more often than this (in all segments):
             so common they say little about the track and cost the most time.
+        first_version : int >= 0
+            Version number of a newly created index (a rebuild continues the
+            numbering of the index it replaces, so recorded versions stay unique).
 
         Raises
         ------
@@ -204,6 +208,8 @@ class FingerprintIndex:
             raise ParameterError("max_segments must be at least 2")
         if max_postings < 1:
             raise ParameterError("max_postings must be at least 1")
+        if first_version < 0:
+            raise ParameterError("first_version must be >= 0")
         root = Path(path)
         if not (root / "CURRENT").is_file():
             if not create:
@@ -213,7 +219,7 @@ class FingerprintIndex:
             index = cls(root, keep_versions=keep_versions, max_segments=max_segments, max_postings=max_postings)
             with index._locked():
                 if not (root / "CURRENT").is_file():
-                    index._publish({"format": FORMAT, "version": 0, "hash_bits": HASH_BITS, "segments": []})
+                    index._publish({"format": FORMAT, "hash_bits": HASH_BITS, "segments": []}, first=first_version)
         index = cls(root, keep_versions=keep_versions, max_segments=max_segments, max_postings=max_postings)
         index.reload()
         return index
@@ -516,12 +522,12 @@ class FingerprintIndex:
         _fsync_dir(self._root / "segments")
         return name
 
-    def _publish(self, manifest: dict) -> int:
-        """Write a new version, switch CURRENT to it, collect garbage, load it."""
+    def _publish(self, manifest: dict, *, first: int = 0) -> int:
+        """Write a new version (``first`` when there is none yet), switch CURRENT to it, collect garbage, load it."""
         versions = self._root / "versions"
         current_file = self._root / "CURRENT"
         newest = int(current_file.read_text().strip()) if current_file.is_file() else 0
-        version = newest + 1 if current_file.is_file() else 0
+        version = newest + 1 if current_file.is_file() else first
         manifest = {**manifest, "version": version, "created_unix": time.time()}
         _write_json_atomic(versions / f"v{version:08d}.json", manifest)
         tmp = self._root / f".CURRENT.{uuid.uuid4().hex}.tmp"

@@ -143,8 +143,10 @@ def test_old_index_is_refused_until_reindexed(pool, env: dict[str, str], library
     refused = CliRunner().invoke(cli, ["identify", str(memo), "--json"], env=env)
     assert refused.exit_code != 0 and "catalog reindex" in refused.output
 
+    before = int((root / "CURRENT").read_text())
     rebuilt = _run(env, "catalog", "reindex", "--json")
     assert sorted(rebuilt["fingerprinted"]) == sorted(ids.values())
+    assert rebuilt["index_version"] > before  # a rebuild gets a new version number, not a reused one
     out = _run(env, "identify", str(memo), "--json")
     assert out["candidates"][0]["track_id"] == ids[files[2].name]
 
