@@ -553,6 +553,9 @@ def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int,
 
     version = version or time.strftime("sounds-like-%Y%m%d-%H%M%S")
     out = out or settings.models_dir / f"{version}.pt"
+    if out.exists() and not resume:
+        # indexes and stored vectors are kept per version name: new weights under an old name would reuse them
+        raise MixwithError(f"{out} exists: version {version!r} is taken; pick another --version (or --resume it)")
     ckpt = settings.home / "cache" / "train" / f"{version}.ckpt" if resume else None
     command = "mixwith train embedder " + " ".join(sys.argv[3:])
 

@@ -44,6 +44,19 @@ def test_analyze_bad_file_is_one_sentence(env: dict[str, str], tmp_path: Path) -
     assert "not audio" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_training_refuses_to_overwrite_a_version(env: dict[str, str], tmp_path: Path) -> None:
+    """New weights under a taken version name would silently reuse its index: refused in one sentence."""
+    taken = Path(env["MIXWITH_HOME"]) / "models" / "mine.pt"
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"weights")
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("")
+    res = CliRunner().invoke(cli, ["train", "embedder", "--manifest", str(manifest), "--version", "mine", "--no-resume"], env=env)
+    assert res.exit_code == 1
+    assert "version 'mine' is taken" in res.stderr and "Traceback" not in res.stderr
+    assert taken.read_bytes() == b"weights"
+
+
 def test_catalog_add_then_recommend_json_contract(pool, env: dict[str, str], tmp_path: Path, write_track) -> None:
     """After `catalog add`, `recommend --json` returns the query analysis and ranked results with reasons."""
     lib = tmp_path / "lib"
