@@ -1,0 +1,68 @@
+"""Query latency at catalog scale, with a profile: where a 10 s clip's CPU time goes at ~100 h.
+
+    python -m bench.identify.latency [--hours 100] [--queries 40] [--save results.pkl]
+
+Builds the same padded index as ``python -m bench.identify`` (dev tracks plus their
+peaks at speeds outside the search range), times ``identify`` on the 10 s queries
+(CPU time, decoding excluded) and prints the top of a cProfile. ``--save`` writes
+each query's candidates, so two versions of the matcher can be checked for identical
+answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pickle
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.identify import __main__ as bench
+from engine.fingerprint import FP_SR, Calibration, fingerprint, identify
+from engine.fpindex import FingerprintIndex
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.identify.latency", description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=100.0)
+    ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--save", type=Path)
+    args = ap.parse_args(argv)
+    tracks = bench.load_tracks(bench.MANIFEST, min_track_s=30.0, limit=None)
+    order = np.random.default_rng(0).permutation(len(tracks))  # the main bench's split
+    n_held = int(round(0.25 * len(tracks)))
+    held = [tracks[i] for i in sorted(order[:n_held])]
+    indexed = [tracks[i] for i in sorted(order[n_held:])]
+    fps = {tr.track_id: fingerprint(tr.y, sr=bench.GEN_SR) for tr in indexed}
+    root = Path(tempfile.mkdtemp(prefix="fplatency-"))
+    index = FingerprintIndex.open(root / "padded", create=True)
+    index.add_many(fps.items())
+    hours = bench.pad_index(index, fps, target_hours=args.hours)
+    index = FingerprintIndex.open(root / "padded")
+    queries = bench.make_queries(indexed, held, bench.conditions(False), n_in=30, n_out=15, seed=1)
+    clips = [bench.load_query(q.path) for q in queries if q.condition.startswith("10s")][: args.queries]
+    cal = Calibration()
+    for y in clips[:3]:  # warm the page cache
+        identify(y, sr=FP_SR, lookup=index.lookup, calibration=cal)
+    answers, ms = [], []
+    prof = cProfile.Profile()
+    for y in clips:
+        t0 = time.process_time()
+        prof.enable()
+        res = identify(y, sr=FP_SR, lookup=index.lookup, calibration=cal)
+        prof.disable()
+        ms.append((time.process_time() - t0) * 1000)
+        answers.append([(c.track_id, c.offset_s, c.score, c.speed, c.confidence) for c in res.candidates])
+    print(f"{hours:.0f} h index, {len(clips)} clips of 10 s: CPU ms p50 {np.median(ms):.0f}, "
+          f"p95 {np.percentile(ms, 95):.0f} (target p95 <= 100)")
+    if args.save:
+        args.save.write_bytes(pickle.dumps(answers))
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(12)
+
+
+if __name__ == "__main__":
+    main()
