@@ -167,11 +167,18 @@ class Hits:
         Anchor frame in the catalog track.
     query_index : np.ndarray [shape=(n,), dtype=int64]
         Which query hash (position in the looked-up array) hit.
+    track_index : np.ndarray [shape=(n,), dtype=int64], optional
+        Dense position of each hit's track in ``track_table`` (an index knows
+        it for free; it spares the matcher a search over sparse track ids).
+    track_table : np.ndarray [shape=(k,), dtype=int64], optional
+        ``track_table[track_index] == track_ids``.
     """
 
     track_ids: np.ndarray
     ref_frames: np.ndarray
     query_index: np.ndarray
+    track_index: np.ndarray | None = None
+    track_table: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -456,9 +463,17 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     if hits.track_ids.size == 0:
         return []
     # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h
-    tracks = np.unique(hits.track_ids)
-    inverse = np.searchsorted(tracks, hits.track_ids).astype(np.int64)
-    counts = np.bincount(inverse, minlength=tracks.size)
+    if hits.track_index is not None and hits.track_table is not None:
+        per_slot = np.bincount(hits.track_index, minlength=hits.track_table.size)
+        present = np.flatnonzero(per_slot)
+        slot_to_dense = np.zeros(hits.track_table.size, np.int64)
+        slot_to_dense[present] = np.arange(present.size)
+        inverse = slot_to_dense[hits.track_index]
+        tracks, counts = hits.track_table[present], per_slot[present]
+    else:
+        tracks = np.unique(hits.track_ids)
+        inverse = np.searchsorted(tracks, hits.track_ids).astype(np.int64)
+        counts = np.bincount(inverse, minlength=tracks.size)
     offsets = hits.ref_frames.astype(np.int64) - q_frames[hits.query_index] + (1 << 20)  # non-negative
     # each query hash counts at most once per (track, offset): repeated ref entries inflate nothing
     cell = np.sort((inverse << 42) | (offsets << 21) | hits.query_index)
@@ -480,6 +495,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(np.r_[t_starts, smooth.size])))
     first = at_peak[np.r_[True, track_of[at_peak][1:] != track_of[at_peak][:-1]]]
     first = first[smooth[first] >= 2]
+    first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
     best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
     return [
         (int(tracks[track_of[i]]), int((cells[i] & ((1 << 21) - 1)) - (1 << 20)), int(smooth[i]), int(counts[track_of[i]]))

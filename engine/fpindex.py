@@ -164,6 +164,7 @@ class FingerprintIndex:
         self._manifest: dict = {}
         self._segments: list[_Segment] = []
         self._alive: list[np.ndarray] = []
+        self._track_table = np.zeros(0, np.int64)
         self._cache: dict[str, _Segment] = {}
 
     # ---------------------------------------------------------------- opening
@@ -266,6 +267,8 @@ class FingerprintIndex:
             alive.append(~np.isin(seg.tracks, removed))
         self._cache = {s.name: s for s in segments}
         self._segments, self._alive = segments, alive
+        # every segment's tracks end to end: hits carry a dense position in this table
+        self._track_table = np.concatenate([s.tracks for s in segments]).astype(np.int64) if segments else np.zeros(0, np.int64)
         self._manifest = manifest
         self._version = int(manifest["version"])
 
@@ -348,7 +351,10 @@ class FingerprintIndex:
             ranges.append((lo, hi))
             total_counts += hi - lo
         common = total_counts > self._max_postings
+        parts_i = []
+        base = 0
         for seg, alive, rng in zip(self._segments, self._alive, ranges):
+            seg_base, base = base, base + seg.tracks.size
             if rng is None:
                 continue
             lo, hi = rng
@@ -365,9 +371,11 @@ class FingerprintIndex:
             parts_t.append(seg.tracks[local[keep]])
             parts_f.append((v[keep] & _MAX_FRAME).astype(np.int32))
             parts_q.append(qi[keep])
+            parts_i.append(local[keep] + seg_base)
         if not parts_t:
             return Hits(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
-        return Hits(np.concatenate(parts_t), np.concatenate(parts_f), np.concatenate(parts_q))
+        return Hits(np.concatenate(parts_t), np.concatenate(parts_f), np.concatenate(parts_q),
+                    track_index=np.concatenate(parts_i), track_table=self._track_table)
 
     def query(
         self,
