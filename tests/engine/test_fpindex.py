@@ -210,3 +210,25 @@ def test_skipped_share_counts_entries_of_common_hashes(tmp_path: Path) -> None:
     idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_postings=200)
     idx.add(1, fp)
     assert idx.skipped_share() == pytest.approx(300 / 301)
+
+
+def test_answers_do_not_depend_on_the_dense_track_positions(tmp_path: Path) -> None:
+    """Matching with the index's dense track positions ranks exactly as matching by sparse track ids."""
+    from dataclasses import replace
+
+    from engine.fingerprint import match
+
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    ids = [7, 10**12, 3, 2**40 + 5]  # sparse ids over several segments, one replaced and one removed
+    for i, tid in enumerate(ids):
+        idx.add(tid, _fake_fp(i))
+    idx.add(3, _fake_fp(9))
+    idx.remove([7])
+    sparse = lambda h: replace(idx.lookup(h), track_index=None, track_table=None)  # noqa: E731
+    for seed, start in ((1, 200), (9, 50), (0, 900)):
+        q = _excerpt(_fake_fp(seed), start)
+        dense_answer = [(m.track_id, m.offset_s, m.score) for m in match(q, idx.lookup, speeds=(1.0,))]
+        assert dense_answer == [(m.track_id, m.offset_s, m.score) for m in match(q, sparse, speeds=(1.0,))]
+        assert 7 not in [a[0] for a in dense_answer]  # removed
+    assert [m.track_id for m in match(_excerpt(_fake_fp(9), 50), idx.lookup, speeds=(1.0,))][:1] == [3]
+    assert [m.track_id for m in match(_excerpt(_fake_fp(1), 200), idx.lookup, speeds=(1.0,))][:1] == [10**12]
