@@ -225,6 +225,14 @@ class FingerprintIndex:
         index.reload()
         return index
 
+    @staticmethod
+    def stored_version(path: str | os.PathLike[str]) -> int | None:
+        """The version number ``CURRENT`` names at ``path`` (even for an index :meth:`open` refuses), or None."""
+        try:
+            return int((Path(path) / "CURRENT").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
     @property
     def path(self) -> Path:
         """Index directory."""

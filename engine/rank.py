@@ -241,7 +241,7 @@ def tempo_match(query_bpm: float, bpm: float, *, pitch_range_pct: float) -> tupl
         raise ParameterError("tempi must be positive")
     if pitch_range_pct <= 0:
         raise ParameterError("pitch_range_pct must be > 0")
-    score, delta, ratio = _tempo_arrays(np.array([query_bpm]), np.array([bpm]), pitch_range_pct, 0.85)
+    score, delta, ratio, _ = _tempo_arrays(np.array([query_bpm]), np.array([bpm]), pitch_range_pct, 0.85)
     return float(score[0]), float(delta[0]), _RATIO_LABELS[int(ratio[0])]
 
 
@@ -251,8 +251,12 @@ _RATIO_LABELS = ("1:1", "1:2", "2:1")
 
 def _tempo_arrays(
     query_bpm: np.ndarray, bpm: np.ndarray, pitch_range_pct: float, half_double_factor: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised :func:`tempo_match`; unknown tempi (<= 0, NaN) score 0."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`tempo_match`; unknown tempi (<= 0, NaN) score 0.
+
+    The fourth array is the clash flag: 1.0 where both tempi are known and out
+    of fader range even at half/double time (an unknown tempo is no clash).
+    """
     q = np.asarray(query_bpm, dtype=np.float64)
     b = np.asarray(bpm, dtype=np.float64)
     valid = (q > 0) & (b > 0) & np.isfinite(q) & np.isfinite(b)
@@ -265,7 +269,8 @@ def _tempo_arrays(
     delta = np.take_along_axis(adjusted, ratio[..., None], axis=-1)[..., 0] - qs
     score = np.clip(1.0 - best / pitch_range_pct, 0.0, 1.0)
     score = np.where(ratio == 0, score, score * half_double_factor)
-    return np.where(valid, score, 0.0), np.where(valid, delta, 0.0), ratio
+    clash = (valid & (score <= 0)).astype(np.float64)
+    return np.where(valid, score, 0.0), np.where(valid, delta, 0.0), ratio, clash
 
 
 def key_match(query: Key | None, key: Key | None, *, rules: Sequence[str]) -> tuple[float, str | None]:
@@ -392,16 +397,12 @@ def _components(
     table = key_score_table(tuple(weights.camelot_rules), tuple(weights.relation_scores))
     qk = key_index(query.key)
     key = table[qk if qk >= 0 else 24, np.where(a.key >= 0, a.key, 24)]
-    tempo, delta, ratio = _tempo_arrays(np.full(len(a.bpm), float(query.bpm)), a.bpm, weights.pitch_range_pct, weights.half_double_factor)
+    tempo, delta, ratio, clash = _tempo_arrays(
+        np.full(len(a.bpm), float(query.bpm)), a.bpm, weights.pitch_range_pct, weights.half_double_factor
+    )
     energy = energy_flow(float(query.energy), a.energy, direction=direction)
-    clash = _clashes(np.full(len(a.bpm), float(query.bpm)), a.bpm, tempo)
     return {"key": key, "tempo": tempo, "energy": energy, "delta_bpm": delta, "ratio": ratio, "clash": clash}
 
-
-def _clashes(query_bpm: np.ndarray, bpm: np.ndarray, tempo: np.ndarray) -> np.ndarray:
-    """1.0 where both tempi are known and the tempo part is zero; unknown tempo is no clash."""
-    known = (query_bpm > 0) & (bpm > 0) & np.isfinite(query_bpm) & np.isfinite(bpm)
-    return (known & (tempo <= 0)).astype(np.float64)
 
 
 def _reasons(
@@ -706,14 +707,16 @@ def transition_matrix(
     table = key_score_table(tuple(weights.camelot_rules), tuple(weights.relation_scores))
     ki = np.where(a.key >= 0, a.key, 24)
     key = table[ki[:, None], ki[None, :]]
-    from_bpm, to_bpm = np.broadcast_to(a.bpm[:, None], (n, n)), np.broadcast_to(a.bpm[None, :], (n, n))
-    tempo, _, _ = _tempo_arrays(from_bpm, to_bpm, weights.pitch_range_pct, weights.half_double_factor)
+    tempo, _, _, clash = _tempo_arrays(
+        np.broadcast_to(a.bpm[:, None], (n, n)), np.broadcast_to(a.bpm[None, :], (n, n)),
+        weights.pitch_range_pct, weights.half_double_factor,
+    )
     energy = energy_flow(a.energy[:, None], a.energy[None, :], direction="steady")
     out = (
         weights.key * knobs.sweetness * key
         + weights.tempo * knobs.smoothness * tempo
         + weights.energy * knobs.flow * energy
-        - weights.tempo_clash * _clashes(from_bpm, to_bpm, tempo)
+        - weights.tempo_clash * clash
     )
     if coplay is not None:
         out = out + weights.coplay * coplay

@@ -269,21 +269,16 @@ async def add_to_catalog(
     from engine.fpindex import IndexError_
     from engine.index import live_build
     from workers.embedding import build_catalog_index, open_embedder
-    from workers.identify import index_tracks, open_index, reindex_catalog
+    from workers.identify import index_tracks, reindex_catalog
 
     report = await add_paths(pool, paths, audio=settings.audio, source=source, on_progress=on_progress,
                              executor=executor)
     loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(None, open_index, settings)
-        unreadable = ""
-    except IndexError_ as exc:
-        unreadable = str(exc)
-    if unreadable:
-        logger.warning("fingerprinting the whole catalog again: %s", unreadable)
-        update = await reindex_catalog(pool, settings, executor=executor)
-    else:
+    try:  # index_tracks opens the index before fingerprinting anything
         update = await index_tracks(pool, settings, report.added, executor=executor)
+    except IndexError_ as exc:
+        logger.warning("fingerprinting the whole catalog again: %s", exc)
+        update = await reindex_catalog(pool, settings, executor=executor)
     indexed, note = 0, ""
     try:
         embedder, version = await loop.run_in_executor(None, open_embedder, settings.embed)

@@ -376,7 +376,8 @@ async def build_catalog_index(
         rows = await tracks_q.list_tracks(conn)
         stored = await vectors_q.for_version(conn, model_version)
     known: dict[int, np.ndarray] = {}
-    if live_build(root, model_version) is not None:
+    # the live index only matters for tracks the table lacks (builds from before it was written)
+    if any(r.id not in stored for r in rows) and live_build(root, model_version) is not None:
         old = VectorIndex.load(root, model_version)
         ids, vecs = old.vectors()
         known = {int(i): v for i, v in zip(ids, vecs)}

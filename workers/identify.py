@@ -162,12 +162,10 @@ async def reindex_catalog(pool: asyncpg.Pool, settings: Settings, *, executor: E
     root = settings.fingerprint_dir
     fresh_dir = root.with_name(root.name + ".reindex")
     shutil.rmtree(fresh_dir, ignore_errors=True)
-    try:  # go on numbering from the index being replaced: model_versions keeps one row per version
-        first = int((root / "CURRENT").read_text().strip()) + 1
-    except (OSError, ValueError):
-        first = 0
+    old_version = FingerprintIndex.stored_version(root)
+    # go on numbering from the index being replaced: model_versions keeps one row per version
     fresh = FingerprintIndex.open(fresh_dir, create=True, max_segments=settings.identify.max_segments,
-                                  first_version=first)
+                                  first_version=0 if old_version is None else old_version + 1)
     good, failed = await _fingerprint_files(settings, [(r.id, r.path) for r in rows], executor) if rows else ([], ())
     loop = asyncio.get_running_loop()
     if good:

@@ -262,6 +262,13 @@ def calibrate(index: FingerprintIndex, queries: list[Query], *, max_far: float =
     return cal
 
 
+def split_tracks(tracks: list[Track], *, holdout: float) -> tuple[list[Track], list[Track]]:
+    """(indexed, held out): a seeded split, fixed across query seeds."""
+    order = np.random.default_rng(0).permutation(len(tracks))
+    n_held = int(round(holdout * len(tracks)))
+    return [tracks[i] for i in sorted(order[n_held:])], [tracks[i] for i in sorted(order[:n_held])]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.identify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
@@ -284,11 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     tracks = load_tracks(args.manifest, min_track_s=args.min_track_s, limit=args.max_tracks)
-    rng = np.random.default_rng(0)  # the split is fixed across seeds
-    order = rng.permutation(len(tracks))
-    n_held = int(round(args.holdout * len(tracks)))
-    held = [tracks[i] for i in sorted(order[:n_held])]
-    indexed = [tracks[i] for i in sorted(order[n_held:])]
+    indexed, held = split_tracks(tracks, holdout=args.holdout)
     print(f"dev set: {len(tracks)} tracks ≥ {args.min_track_s:g} s; indexed {len(indexed)} "
           f"({sum(t.duration_s for t in indexed) / 3600:.2f} h), held out {len(held)}")
 

@@ -33,10 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save", type=Path)
     args = ap.parse_args(argv)
     tracks = bench.load_tracks(bench.MANIFEST, min_track_s=30.0, limit=None)
-    order = np.random.default_rng(0).permutation(len(tracks))  # the main bench's split
-    n_held = int(round(0.25 * len(tracks)))
-    held = [tracks[i] for i in sorted(order[:n_held])]
-    indexed = [tracks[i] for i in sorted(order[n_held:])]
+    indexed, held = bench.split_tracks(tracks, holdout=0.25)  # the main bench's default split
     fps = {tr.track_id: fingerprint(tr.y, sr=bench.GEN_SR) for tr in indexed}
     root = Path(tempfile.mkdtemp(prefix="fplatency-"))
     index = FingerprintIndex.open(root / "padded", create=True)

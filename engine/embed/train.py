@@ -113,14 +113,20 @@ def holdout_split(ids: Sequence[str], groups: Sequence[str], *, fraction: float 
     return held
 
 
+def _view_similarity(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Scaled cosine similarity between all ``2·batch`` views, ``-inf`` on the diagonal (a view is not its own pair)."""
+    z = torch.cat([a, b], dim=0).float()
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    return sim
+
+
 def nt_xent(a: torch.Tensor, b: torch.Tensor, *, temperature: float = 0.1) -> torch.Tensor:
     """Symmetric InfoNCE over positive pairs (row i of ``a`` with row i of ``b``), unit vectors ``(batch, d)``."""
     if a.shape != b.shape or a.ndim != 2:
         raise ParameterError("expected two (batch, d) tensors of equal shape")
-    z = torch.cat([a, b], dim=0).float()
-    sim = z @ z.T / temperature
+    sim = _view_similarity(a, b, temperature)
     n = a.shape[0]
-    sim.fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(a.device)
     return nn.functional.cross_entropy(sim, targets)
 
@@ -145,16 +151,13 @@ def group_contrastive(
     if a.shape != b.shape or a.ndim != 2 or groups.shape != (a.shape[0],):
         raise ParameterError("expected two (batch, d) tensors and (batch,) groups")
     n = a.shape[0]
-    z = torch.cat([a, b], dim=0).float()
-    sim = z @ z.T / temperature
-    sim.fill_diagonal_(float("-inf"))
-    logp = torch.log_softmax(sim, dim=1)
+    logp = torch.log_softmax(_view_similarity(a, b, temperature), dim=1)
     g = torch.cat([groups, groups]).to(a.device)
     track = torch.arange(n, device=a.device).repeat(2)
     partner = (g[:, None] == g[None, :]) & (g[:, None] >= 0) & (track[:, None] != track[None, :])
     has = partner.any(dim=1)
     if not bool(has.any()):
-        return z.new_zeros(())
+        return logp.new_zeros(())
     # masked_fill, not a product with the mask: the diagonal is -inf and -inf * 0 is nan
     picked = logp[has].masked_fill(~partner[has], 0.0)
     return (-picked.sum(dim=1) / partner[has].sum(dim=1)).mean()
