@@ -285,11 +285,16 @@ async def rank_catalog(
     resources = resources or Resources()
     limit = settings.rank.max_candidates
     feats = query.features
+
+    def others(found: list[tracks_q.TrackRow]) -> list[tracks_q.TrackRow]:
+        # an identified query's own track is in its own tempo window; it must not count towards `count`
+        return [r for r in found if r.id != query.track_id]
+
     rows: list[tracks_q.TrackRow] = []
     if feats.bpm > 0:
-        rows = await tracks_q.candidates_by_tempo(
+        rows = others(await tracks_q.candidates_by_tempo(
             conn, bpm_ranges=_tempo_window(feats.bpm, settings.rank.pitch_range_pct * 2), limit=limit
-        )
+        ))
     if len(rows) < options.count and feats.key is not None:
         # no tempo (a beatless clip) or a thin tempo window: harmonic neighbours of any tempo
         keys = compatible_keys(feats.key, rules=settings.rank.camelot_rules)
@@ -297,9 +302,9 @@ async def rank_catalog(
         by_key = await tracks_q.candidates_by_key(
             conn, camelots=[k.camelot for k in keys], energy=feats.energy, limit=limit
         )
-        rows += [r for r in by_key if r.id not in have]
+        rows += [r for r in others(by_key) if r.id not in have]
     if len(rows) < options.count:
-        rows = await tracks_q.list_tracks(conn, analysed_only=True, limit=limit)
+        rows = others(await tracks_q.list_tracks(conn, analysed_only=True, limit=limit))
     sound: dict[int, float] = {}
     if query.vector is not None and resources.vectors is not None:
         exclude = frozenset({query.track_id}) if query.track_id is not None else frozenset()

@@ -37,3 +37,16 @@ async def test_a_beatless_clip_gets_key_compatible_tracks_from_a_big_catalog(poo
     assert len(ranked) >= 10
     assert all(row.id in fitting for _, row in ranked[:10])
     assert not any("tempo clash" in reason for s, _ in ranked for reason in s.reasons)
+
+
+async def test_an_identified_track_gets_as_many_others_as_asked(pool, settings):
+    """Asking for 3 mixes with a catalog track gives 3 other tracks, even when its tempo window holds only 2."""
+    async with pool.acquire() as conn:
+        own = await _add(conn, "own", bpm=124.0, camelot="8A")
+        near = {await _add(conn, f"near{i}", bpm=125.0 + i, camelot="8A") for i in range(2)}
+        far = {await _add(conn, f"far{i}", bpm=90.0 + i, camelot="9A") for i in range(3)}
+        query = Query(analysis={"bpm": 124.0, "camelot": "8A", "key": "A minor", "energy": 5}, track_id=own)
+        ranked = await rank_catalog(conn, query, settings=settings, options=MixOptions(count=3))
+    ids = [row.id for _, row in ranked]
+    assert own not in ids and len(ids) >= 3
+    assert set(ids[:2]) == near and ids[2] in far
