@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -356,87 +355,6 @@ class JobRunner(Protocol):
     def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]: ...
 
 
-RunFunction = Callable[[MixRequest, Callable[[Progress], None]], MixResult]
-
-
-class _Line:
-    """Jobs waiting for one of ``concurrency`` slots, each told its place in line."""
-
-    def __init__(self, concurrency: int) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
-        self._waiting: list[str] = []
-
-    async def wait_turn(self, rid: str) -> AsyncIterator[Progress]:
-        """Yield "queued" events whenever the position changes; return holding a slot."""
-        self._waiting.append(rid)
-        shown: int | None = None
-        try:
-            while True:
-                position = self._waiting.index(rid) + 1
-                if position != shown:
-                    shown = position
-                    yield Progress(rid, "queued", f"#{position} in the queue", position=position)
-                try:
-                    await asyncio.wait_for(self._slots.acquire(), timeout=1.0)
-                    return
-                except asyncio.TimeoutError:
-                    continue
-        finally:
-            self._waiting.remove(rid)
-
-    def release(self) -> None:
-        self._slots.release()
-
-
-async def _events_then_result(
-    job: "asyncio.Future[MixResult]", events: "asyncio.Queue[Progress]"
-) -> AsyncIterator[Progress | MixResult]:
-    """Progress events as the job reports them, then its result (or its exception)."""
-    while not job.done():
-        getter = asyncio.ensure_future(events.get())
-        await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            yield getter.result()
-        else:
-            getter.cancel()
-    while not events.empty():
-        yield events.get_nowait()
-    yield job.result()
-
-
-class ThreadRunner:
-    """A JobRunner that calls a blocking ``run(request, report)`` in worker threads.
-
-    Used before the queue exists and in tests; ``concurrency`` jobs run at
-    once, the rest wait and see their queue position.
-    """
-
-    def __init__(self, run: RunFunction, *, concurrency: int = 1) -> None:
-        self._run = run
-        self._line = _Line(concurrency)
-        self._executor = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mixwith-job")
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
-        rid = request.request_id
-        async for event in self._line.wait_turn(rid):
-            yield event
-        try:
-            loop = asyncio.get_running_loop()
-            events: asyncio.Queue[Progress] = asyncio.Queue()
-
-            def report(p: Progress) -> None:
-                loop.call_soon_threadsafe(events.put_nowait, p)
-
-            job = loop.run_in_executor(self._executor, self._run, request, report)
-            async for item in _events_then_result(job, events):
-                yield item
-        finally:
-            self._line.release()
-
-
 class QueueRunner:
     """A JobRunner on the workers' queue (``workers.broker.open_queue``): the production path.
 
@@ -458,74 +376,6 @@ class QueueRunner:
                 break
             yield event
         yield await handle.result()  # raises the worker's MixwithError for failed jobs
-
-
-class PipelineRunner:
-    """A JobRunner that runs ``workers.pipeline`` in this process (no queue needed).
-
-    Uploads are analysed and ranked against the catalog with the real engine;
-    ``concurrency`` jobs run at once and the rest see their queue position.
-    Links need the workers' sources (the queue workers fetch them): until a
-    fetcher is given, a link gets a sentence asking for the audio instead.
-    """
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        settings: Any,
-        *,
-        concurrency: int = 1,
-        fetch: Callable[[str, Path], Awaitable[Path]] | None = None,
-        executor: concurrent.futures.Executor | None = None,
-    ) -> None:
-        self._pool = pool
-        self._settings = settings
-        self._fetch = fetch
-        self._concurrency = concurrency
-        self._executor = executor
-        self._own_executor = executor is None
-        self._line = _Line(concurrency)
-
-    def _pool_executor(self) -> concurrent.futures.Executor:
-        # Analysis runs in worker processes: in threads it would hold the GIL and
-        # delay the event loop's 3-second acknowledgements (bench/chat measures this).
-        if self._executor is None:
-            from workers.catalog import make_executor
-
-            self._executor = make_executor(self._concurrency)
-        return self._executor
-
-    def close(self) -> None:
-        if self._own_executor and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-    async def submit(self, request: MixRequest) -> AsyncIterator[Progress | MixResult]:
-        from workers import pipeline  # imported here: the bot starts without the engine stack loaded
-
-        rid = request.request_id
-        async for event in self._line.wait_turn(rid):
-            yield event
-        fetched: Path | None = None
-        try:
-            events: asyncio.Queue[Progress] = asyncio.Queue()
-            if request.upload_path is not None:
-                path = Path(request.upload_path)
-            elif self._fetch is not None:
-                yield Progress(rid, "fetching", "downloading the link")
-                fetched = path = await self._fetch(request.input_ref, Path(self._settings.spool_dir) / rid)
-            else:
-                raise InputError("This bot cannot fetch links yet; attach the audio as a clip instead.")
-            job = asyncio.ensure_future(pipeline.recommend_file(
-                self._pool, path, settings=self._settings, options=request.options,
-                request_id=rid, executor=self._pool_executor(), on_stage=lambda stage, msg: events.put_nowait(Progress(rid, stage, msg)),
-            ))
-            async for item in _events_then_result(job, events):
-                yield item
-        finally:
-            self._line.release()
-            if fetched is not None:
-                fetched.unlink(missing_ok=True)
 
 
 # --- the service ---------------------------------------------------------------------------------

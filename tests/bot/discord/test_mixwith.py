@@ -10,7 +10,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from bot.core import MixService, PipelineRunner
+from bot.core import MixService
 from bot.discord import MixwithBot
 from db.queries import feedback as fbq
 from tests.bot.conftest import CatalogTrack, memo_of
@@ -144,27 +144,6 @@ async def test_context_menu_mixes_a_message_with_audio(fake, bot, catalog, tmp_p
     token = payload["token"]
     await fake.wait_for(lambda f: bool(_final(f, token).get("embeds")))
     assert track.title in _final(fake, token)["embeds"][0]["title"]
-
-
-async def test_clip_through_the_lead_pipeline_gets_a_ranked_set(fake, pool, catalog, make_service, settings, tmp_path) -> None:
-    """With workers.pipeline as the runner, a clip gets the catalog ranked by the real engine, named by its file."""
-    service = make_service(runner=PipelineRunner(pool, settings))
-    b = MixwithBot(service=service, settings=DiscordSettings(token="test-token", sync_commands=False))
-    await b.login("test-token")
-    try:
-        data = memo_of(catalog[0], tmp_path / "phone memo.m4a").read_bytes()
-        att = fake.add_attachment("phone memo.m4a", data, "audio/mp4")
-        payload = interaction_payload(name="mixwith", options=[{"name": "clip", "type": 11, "value": att["id"]}],
-                                      attachments={att["id"]: att})
-        b._connection.parse_interaction_create(payload)
-        await fake.wait_for(lambda f: bool(_final(f, payload["token"]).get("embeds")))
-    finally:
-        await b.close()
-    embed = _final(fake, payload["token"])["embeds"][0]
-    assert "phone memo.m4a" in embed["title"]
-    lines = [ln for ln in embed["description"].splitlines() if ln.startswith("`")]
-    assert len(lines) == len(catalog)  # all six catalog tracks ranked (count 10 > catalog size)
-    assert all(any(t.title in ln for t in catalog) for ln in lines)
 
 
 async def test_reply_after_the_token_expired_goes_to_the_channel(fake, bot, catalog, tmp_path) -> None:
