@@ -9,10 +9,13 @@ from pathlib import Path
 
 import discord
 import pytest
+import soundfile as sf
 
 from bot.core import MixService
 from bot.discord import MixwithBot
 from db.queries import feedback as fbq
+from engine.camelot import Key
+from engine.synth import render_drone
 from tests.bot.conftest import CatalogTrack, memo_of
 from tests.fakes.discord_api import FakeDiscord, interaction_payload, reaction_payload
 from workers.settings import DiscordSettings
@@ -144,6 +147,21 @@ async def test_context_menu_mixes_a_message_with_audio(fake, bot, catalog, tmp_p
     token = payload["token"]
     await fake.wait_for(lambda f: bool(_final(f, token).get("embeds")))
     assert track.title in _final(fake, token)["embeds"][0]["title"]
+
+
+async def test_beatless_clip_not_in_the_catalog_is_named_by_its_file(fake, bot, catalog, tmp_path) -> None:
+    """An ambient clip the catalog lacks is not misnamed: the reply carries its file name, no tempo, and catalog tracks."""
+    sf.write(tmp_path / "pad.wav", render_drone(Key(2, "minor"), duration_s=12.0, seed=1, sr=22050), 22050)
+    att = fake.add_attachment("pad.wav", (tmp_path / "pad.wav").read_bytes(), "audio/wav")
+    payload = interaction_payload(name="mixwith", options=[{"name": "clip", "type": 11, "value": att["id"]}],
+                                  attachments={att["id"]: att})
+    bot._connection.parse_interaction_create(payload)
+    await fake.wait_for(lambda f: bool(_final(f, payload["token"]).get("embeds")))
+    embed = _final(fake, payload["token"])["embeds"][0]
+    assert "pad.wav" in embed["title"] and not any(t.title in embed["title"] for t in catalog)
+    assert "no clear tempo" in str(embed) and "7A" in str(embed)  # D minor, the drone's key
+    lines = [ln for ln in embed["description"].splitlines() if ln.startswith("`")]
+    assert lines and all(any(t.title in ln for t in catalog) for ln in lines)
 
 
 async def test_reply_after_the_token_expired_goes_to_the_channel(fake, bot, catalog, tmp_path) -> None:
