@@ -17,12 +17,12 @@ import signal
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
-from taskiq.api import run_receiver_task
+from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
 
 from workers.jobs import JobStore, MemoryJobStore, RedisJobStore
@@ -44,6 +44,14 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     def __init__(self, url: str, *, claim_every_s: float, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.claim_every_s = claim_every_s
+        self._abandoning = False
+
+    def abandon(self) -> None:
+        """Acknowledge nothing from now on: jobs cut short by a shutdown stay pending for other workers.
+
+        taskiq acknowledges a message whatever its task's outcome, cancellation included.
+        """
+        self._abandoning = True
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         from redis.asyncio import Redis
@@ -80,6 +88,9 @@ class ReclaimingStreamBroker(RedisStreamBroker):
         async def _ack() -> None:
             from redis.exceptions import ConnectionError as RedisConnectionError
 
+            if self._abandoning:
+                logger.info("job %s left unacknowledged for another worker", id)
+                return
             try:
                 await ack()
             except RedisConnectionError:
@@ -149,7 +160,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """Consume jobs from Redis until ``stop`` is set (or SIGINT/SIGTERM).
 
     Models and indexes are loaded once, in this process and in each engine
-    process of its pool, and reused by every job.
+    process of its pool, and reused by every job. On the first signal the
+    worker takes no new job and finishes the ones it holds, for up to
+    ``shutdown_grace_s``; what is still running then stays unacknowledged and
+    another worker takes it over. A second signal stops at once.
     """
     if not settings.queue.is_redis:
         raise RuntimeError("mixwith worker needs MIXWITH_BROKER=redis://...; the in-memory queue runs inside the bot")
@@ -158,28 +172,46 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     register_tasks(broker)
     broker.is_worker_process = True
     stop = stop or asyncio.Event()
+    now = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (now if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     worker = await Worker.open(settings, store=store)
     broker.state.worker = worker
     await broker.startup()
     logger.info("worker %s listening on %s", os.getpid(), settings.queue.queue_name)
-    receiver = asyncio.create_task(
-        run_receiver_task(broker, max_async_tasks=settings.queue.concurrency, max_prefetch=0, run_startup=False)
-    )
-    try:
-        await stop.wait()
-    finally:
-        receiver.cancel()
+    grace = settings.queue.shutdown_grace_s
+    with ThreadPoolExecutor(max_workers=1) as sync_pool:  # taskiq wants one; every task here is async
+        # The receiver stops fetching when `stop` is set, then waits up to `grace` for running jobs.
+        receiver = Receiver(broker=broker, executor=sync_pool, run_startup=False, max_async_tasks=settings.queue.concurrency,
+                            max_prefetch=0, wait_tasks_timeout=grace)
+        listening = asyncio.create_task(receiver.listen(stop))
         try:
-            await receiver
-        except (asyncio.CancelledError, Exception):  # the receiver ends by cancellation
-            pass
-        await broker.shutdown()
-        await worker.close()
-        await store.close()
-        logger.info("worker %s stopped", os.getpid())
+            await stop.wait()
+            logger.info("worker %s stopping: finishing running jobs (up to %g s; signal again to stop now)",
+                        os.getpid(), grace)
+            forced = asyncio.create_task(now.wait())
+            await asyncio.wait({listening, forced}, timeout=grace + 5.0, return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+        finally:
+            if not listening.done():
+                listening.cancel()
+            try:
+                await listening
+            except (asyncio.CancelledError, Exception):  # cancelled, or the broker connection failed
+                pass
+            if isinstance(broker, ReclaimingStreamBroker):
+                broker.abandon()
+            if left := await worker.abandon_running():
+                logger.warning("worker %s left %d running job(s) to other workers", os.getpid(), left)
+            await broker.shutdown()
+            await worker.close()
+            await store.close()
+            logger.info("worker %s stopped", os.getpid())

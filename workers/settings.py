@@ -151,6 +151,9 @@ class QueueSettings:
     claim_idle_s : float
         A Redis job unacknowledged this long (its worker died) is taken over
         by another worker; must exceed ``job_timeout_s``.
+    shutdown_grace_s : float
+        On SIGTERM a worker takes no new job and finishes its running ones
+        for up to this long; the rest are taken over by other workers.
     result_ttl_s : float
         How long answers and progress events stay in Redis.
     batch_size, batch_wait_ms : int, float
@@ -165,6 +168,7 @@ class QueueSettings:
     retry_backoff_s: float = 2.0
     concurrency: int = 4
     claim_idle_s: float = 360.0
+    shutdown_grace_s: float = 30.0
     result_ttl_s: float = 24 * 3600.0
     batch_size: int = 16
     batch_wait_ms: float = 20.0
@@ -203,6 +207,7 @@ def _queue_settings(env: Mapping[str, str]) -> QueueSettings:
         retry_backoff_s=_float(env, "MIXWITH_RETRY_BACKOFF_S", d.retry_backoff_s),
         concurrency=max(1, _int(env, "MIXWITH_WORKER_CONCURRENCY", d.concurrency)),
         claim_idle_s=_float(env, "MIXWITH_CLAIM_IDLE_S", timeout + 60.0),
+        shutdown_grace_s=max(0.0, _float(env, "MIXWITH_SHUTDOWN_GRACE_S", d.shutdown_grace_s)),
         result_ttl_s=_float(env, "MIXWITH_RESULT_TTL_S", d.result_ttl_s),
         batch_size=max(1, _int(env, "MIXWITH_EMBED_BATCH_SIZE", d.batch_size)),
         batch_wait_ms=_float(env, "MIXWITH_EMBED_BATCH_WAIT_MS", d.batch_wait_ms),

@@ -127,6 +127,7 @@ class Worker:
         self.preview_dir = preview_dir
         self.handlers: dict[str, Handler] = {"mixwith": self._mix, "ingest": self._ingest}
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
+        self._running: set[asyncio.Task[Any]] = set()
         self._own_executor = False
         self.resources = pipeline.Resources()
         self._resource_versions: dict[str, str] = {}
@@ -202,6 +203,28 @@ class Worker:
 
     async def execute(self, kind: str, payload: dict[str, Any]) -> None:
         """Run one delivered job and answer it, unless it was answered already."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await self._execute(kind, payload)
+        finally:
+            self._running.discard(task)  # type: ignore[arg-type]
+
+    async def abandon_running(self) -> int:
+        """Cancel the jobs still running (a shutdown past its grace period); return how many.
+
+        They end without an answer and stay unacknowledged, so another worker
+        takes them over; closing the resources under them would instead fail
+        them with an internal error.
+        """
+        tasks = [t for t in self._running if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    async def _execute(self, kind: str, payload: dict[str, Any]) -> None:
         request_id = str(payload["request_id"])
         deliveries, existing = await self.store.start(request_id)
         if existing is not None:

@@ -1,6 +1,7 @@
 """A local web server that behaves like the media hosts links point at.
 
-Routes: ``/audio.wav`` (a real WAV of a synthesized track), ``/slow.wav``
+Routes: ``/audio.wav`` (a real WAV of a synthesized track; ``?delay_s=S`` answers
+after S seconds, a slow but working host), ``/slow.wav``
 (dribbles bytes), ``/big.wav`` (over any small limit, with or without
 Content-Length), ``/redirect?to=URL`` (302 to anywhere), ``/page.html``,
 ``/error/<status>``, ``/flaky.wav?fails=N&id=X`` (503 N times, then audio). Every request is recorded in ``hits`` so a test can
@@ -52,6 +53,7 @@ def _app(server: MediaServer) -> web.Application:
         return await handler(request)
 
     async def audio(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("delay_s", "0")))
         return web.Response(body=server.audio, content_type="audio/wav")
 
     async def slow(request: web.Request) -> web.StreamResponse:

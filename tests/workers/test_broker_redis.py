@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from db.queries import jobs as jobs_q
+from tests.fakes.media_server import media_server
 from workers.broker import open_queue
 from workers.messages import MixOptions, MixRequest
 from workers.settings import QueueSettings, Settings
@@ -128,15 +129,85 @@ async def test_two_workers_one_killed_mid_job_answer_every_job_exactly_once(sett
             await asyncio.sleep(0.1)
         assert statuses == {"done": 50}
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_all(procs)
         await _cleanup(queue_name)
+
+
+def _slow_link_setup(settings: Settings, tmp_path: Path, *, grace_s: float, job_timeout_s: float, claim_idle_s: float):
+    """Redis settings on a fresh queue and a starter for workers allowed to fetch from the local media host."""
+    queue_name = f"mixwith-test-{uuid.uuid4().hex[:8]}"
+    settings = replace(settings, queue=QueueSettings(
+        broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/0", queue_name=queue_name,
+        job_timeout_s=job_timeout_s, claim_idle_s=claim_idle_s, retries=0))
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        env = _worker_env(settings, tmp_path / name)
+        env.update({"MIXWITH_ALLOW_LOOPBACK_FOR_TESTS": "1", "MIXWITH_SHUTDOWN_GRACE_S": str(grace_s)})
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env, cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    return settings, start
+
+
+async def _submit_slow_link(client, media, worker: subprocess.Popen[bytes], *, delay_s: float):
+    """Submit a job whose link answers after ``delay_s``; return once ``worker`` is fetching it (holds the job)."""
+    request = MixRequest.new(platform="slack", input_kind="link", input_ref=media.url(f"/audio.wav?delay_s={delay_s:g}"),
+                             options=MixOptions(count=3))
+    handle = await client.submit(request)
+    deadline = time.monotonic() + 60
+    while not any(p.startswith("/audio.wav") for p in media.hits):
+        assert time.monotonic() < deadline and worker.poll() is None, "the worker never started the job"
+        await asyncio.sleep(0.05)
+    return request, handle
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def test_sigterm_lets_the_worker_finish_its_running_job(settings, pool, tmp_path):
+    """A worker told to stop while it holds a job finishes that job itself (answered once, not handed on), then exits."""
+    settings, start = _slow_link_setup(settings, tmp_path, grace_s=20, job_timeout_s=30, claim_idle_s=60)
+    procs = [start("w")]
+    try:
+        async with media_server(audio=_clip(7, seconds=6.0)) as media, open_queue(settings) as client:
+            _, handle = await _submit_slow_link(client, media, procs[0], delay_s=4)
+            procs[0].send_signal(signal.SIGTERM)
+            answer = await asyncio.wait_for(handle.answer(), timeout=40)
+            code = await asyncio.to_thread(procs[0].wait, 30)
+        assert answer.ok, answer.error
+        assert answer.timings["deliveries"] == 1
+        assert code == 0
+    finally:
+        _stop_all(procs)
+        await _cleanup(settings.queue.queue_name)
+
+
+async def test_a_job_outlasting_the_grace_period_is_taken_over_not_failed(settings, pool, tmp_path):
+    """A job still running when a stopping worker's grace runs out is left to the next worker, which answers it."""
+    settings, start = _slow_link_setup(settings, tmp_path, grace_s=1, job_timeout_s=10, claim_idle_s=12)
+    procs = [start("first")]
+    try:
+        async with media_server(audio=_clip(8, seconds=6.0)) as media, open_queue(settings) as client:
+            request, handle = await _submit_slow_link(client, media, procs[0], delay_s=4)
+            procs[0].send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(procs[0].wait, 30)
+            assert await client._store.answer(request.request_id) is None  # left, not failed
+            procs.append(start("second"))
+            answer = await asyncio.wait_for(handle.answer(), timeout=90)
+        assert code == 0
+        assert answer.ok, answer.error
+        assert answer.timings["deliveries"] == 2
+    finally:
+        _stop_all(procs)
+        await _cleanup(settings.queue.queue_name)
 
 
 async def _cleanup(prefix: str) -> None:
