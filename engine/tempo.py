@@ -80,6 +80,9 @@ HALF_TIME_RATIO = 0.3
 BODY_MAX_HZ = 2000.0
 N_BANDS = 36
 N_REGISTERS = 6
+# Periods (beat or two-beat lags) the audio must hold this many times to count
+# as evidence beyond the beat lag itself.
+MIN_REPEATS = 8
 # Whole-mix recurrence at the beat (or at two beats) at most this is no pulse.
 MIN_PULSE = 0.05
 # A register recurring at the beat or at two beats at least this carries a
@@ -275,12 +278,15 @@ def _beat_acf(env: OnsetEnvelopes, acf: np.ndarray) -> np.ndarray | None:
     strong = float(np.percentile(env.full, 99))
     lags = np.arange(int(60.0 * env.frame_rate / MAX_BPM), int(60.0 * env.frame_rate / MIN_BPM) + 1)
     if strong >= NO_BEAT_ONSET:
-        # a pulse on every other beat (half notes) recurs at two beats
-        two_beats = np.arange(lags[0], 2 * lags[-1] + 1)
+        # a pulse on every other beat (half notes) recurs at two beats, when
+        # the audio is long enough to show it (see ``_lags_shown``)
+        two_beats = np.concatenate([lags, _lags_shown(np.arange(lags[-1] + 1, 2 * lags[-1] + 1), len(acf))])
         if strong < WEAK_ONSET and float(np.max(_at(acf, two_beats))) < NO_BEAT_RECURRENCE:
             return None
         return acf
-    if env.registers is None or env.attack is None:
+    # only periods the audio holds often enough: one register of six recurs by chance on a short clip
+    lags = _lags_shown(lags, len(acf))
+    if env.registers is None or env.attack is None or not len(lags):
         return None
     best, best_acf = 0.0, None
     for reg, skew in zip(env.registers, env.attack):
@@ -300,7 +306,8 @@ def _register_pulse(env: OnsetEnvelopes, beat_lag: float) -> float:
     texture. Averaged over all bands (``full``) it barely recurs; in its
     own register it does.
     """
-    if env.registers is None:
+    # six registers at two lags each: on a short clip one of them recurs by chance
+    if env.registers is None or not len(_lags_shown(np.array([2 * beat_lag]), env.registers.shape[1])):
         return 0.0
     best = 0.0
     for r in env.registers:
@@ -308,6 +315,16 @@ def _register_pulse(env: OnsetEnvelopes, beat_lag: float) -> float:
         if np.isfinite(acf).all() and acf[0] > 0:
             best = max(best, _peak_near(acf, beat_lag), _peak_near(acf, 2 * beat_lag))
     return best
+
+
+def _lags_shown(lags: np.ndarray, n_frames: int) -> np.ndarray:
+    """The lags (frames) that ``n_frames`` of audio hold at least ``MIN_REPEATS`` times.
+
+    The unbiased autocorrelation at a lag the audio holds only a few times
+    rests on few frames: on a 4-6 s clip of noise it reaches the recurrence
+    a beat would have. Two-beat evidence is only taken where it is shown.
+    """
+    return lags[lags * MIN_REPEATS <= n_frames]
 
 
 def _double(ratio: float, bpm: float) -> bool:
@@ -380,7 +397,8 @@ def estimate_tempo(spec: Spectrogram, *, envelopes: OnsetEnvelopes | None = None
     best = float(bpms[int(np.argmax(_comb(acf, 60.0 * fr / bpms)))])
     beat_lag = 60.0 * fr / best
     register_pulse = 0.0
-    if max(_peak_near(acf, beat_lag), _peak_near(acf, 2 * beat_lag)) <= MIN_PULSE:
+    pulse_lags = [beat_lag, *_lags_shown(np.array([2 * beat_lag]), len(acf))]
+    if max(_peak_near(acf, lag) for lag in pulse_lags) <= MIN_PULSE:
         register_pulse = _register_pulse(env, beat_lag)
         if register_pulse < REGISTER_PULSE:
             return none

@@ -201,3 +201,12 @@ def test_heavy_swing(swing: float) -> None:
     finally:
         del synth.STYLES[style.name]
     assert _within(_tempo(y).bpm, 88.0)
+
+
+def test_short_noise_clips_stay_unsure() -> None:
+    """On 4-8 s of noise, whatever recurs by chance (the whole mix, one register,
+    two-beat lags held only a few times) never reads as a confident beat."""
+    for seconds in (4, 6, 8):
+        for seed in range(4):
+            noise = np.random.default_rng(seed).standard_normal(seconds * SR).astype(np.float32) * 0.1
+            assert _tempo(noise).confidence < 0.3
