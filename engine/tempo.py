@@ -4,7 +4,9 @@ Method
 ------
 1. Onset strength: log-compressed spectral flux in log-spaced bands, kept as
    two envelopes: the whole spectrum, and the *drum body* (below 2 kHz: kick,
-   snare, bass) which leaves out hi-hats and other fast decoration.
+   snare, bass) which leaves out hi-hats and other fast decoration; and per
+   register (six groups of bands), where a pulse carried by one instrument
+   is not diluted by the rest of the mix.
 2. No beat: a drone or an ambient wash (strongest onsets weak, nothing
    recurring at a beat period or two) gets ``bpm 0.0``, confidence 0.0. A
    soft pulse in one register (a pluck on every beat over a pad) is counted
@@ -14,7 +16,8 @@ Method
    gives the tempo up to an octave (the half-beat and two-bar terms separate
    candidates a third or a quarter apart, such as 90 and 120). The period is
    refined on up to 16 multiples of the lag, which gives one-decimal
-   precision from an 11.6 ms hop.
+   precision from an 11.6 ms hop. A candidate that recurs neither at its beat
+   nor at two beats, in the whole mix or in any register, is no beat.
 4. Metrical level (the choice between 87 and 174, 90 and 180): the beat is
    the slowest pulse whose *half* is not itself a beat. Starting from the
    slowest candidate, the tempo doubles while the drum body repeats at half
