@@ -18,8 +18,11 @@ Method
 3. Profiles: correlation with 24 rotated key profiles suited to electronic
    and pop music, where minor keys are as often natural or Dorian minor (a
    flat seventh) as harmonic minor (a leading tone).
-4. Key changes: the first and second halves are estimated apart; the track
-   is flagged when they land on different Camelot numbers with a clear margin.
+4. Key changes: the first and the last half, third and quarter are estimated
+   apart (each at least 30 s); the track is flagged when a pair lands on
+   different Camelot numbers, both with a clear margin. Thirds and quarters
+   catch a late modulation (a last chorus) or an intro in another key, which
+   halves blur into one key.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ TUNING_MIN_RESULTANT = 0.1
 # Share of the band's (square-root) magnitude held by partials above which a
 # key is fully trusted; white noise holds about 0.0001, synthesized music 0.02+.
 TONAL_FULL_TRUST = 0.01
+# Key change: the first and the last part of the track (halves, thirds or
+# quarters, each at least CHANGE_MIN_S long) in keys of different Camelot
+# numbers, each with a confidence above CHANGE_CONFIDENCE.
+CHANGE_MIN_S = 30.0
+CHANGE_CONFIDENCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,23 @@ def _confidence(scores: np.ndarray) -> float:
     return 0.0
 
 
+def _ends_differ(C: np.ndarray, B: np.ndarray, *, n_parts: int, min_frames: int) -> bool:
+    """Whether the first and the last ``1/n_parts`` of the track are confidently in different keys.
+
+    Halves catch a change in the middle; thirds and quarters catch the
+    late modulation of a last chorus (or an intro in another key), which a
+    half mixes with the old key. Each part must be long enough to carry a
+    key of its own.
+    """
+    n = C.shape[1] // n_parts
+    if n < min_frames:
+        return False
+    s1 = _key_scores(C[:, :n].sum(axis=1), B[:, :n].sum(axis=1))
+    s2 = _key_scores(C[:, -n:].sum(axis=1), B[:, -n:].sum(axis=1))
+    k1, k2 = _key_of(int(np.argmax(s1))), _key_of(int(np.argmax(s2)))
+    return k1.camelot_number != k2.camelot_number and min(_confidence(s1), _confidence(s2)) > CHANGE_CONFIDENCE
+
+
 def estimate_key(spec: Spectrogram) -> KeyEstimate:
     """Estimate the key of the audio behind ``spec``.
 
@@ -291,13 +316,7 @@ def estimate_key(spec: Spectrogram) -> KeyEstimate:
     band = (spec.freqs >= CHROMA_FMIN) & (spec.freqs <= CHROMA_FMAX)
     tonal = float(C.sum() / (np.sqrt(spec.S[band]).sum() + 1e-12))
     tonal_trust = float(np.clip(tonal / TONAL_FULL_TRUST, 0.0, 1.0))
-    changes = False
-    half = C.shape[1] // 2
-    if half >= int(30.0 * spec.frame_rate):  # each half long enough to carry a key of its own
-        s1 = _key_scores(C[:, :half].sum(axis=1), B[:, :half].sum(axis=1))
-        s2 = _key_scores(C[:, half:].sum(axis=1), B[:, half:].sum(axis=1))
-        k1, k2 = _key_of(int(np.argmax(s1))), _key_of(int(np.argmax(s2)))
-        changes = k1.camelot_number != k2.camelot_number and min(_confidence(s1), _confidence(s2)) > 0.2
+    changes = any(_ends_differ(C, B, n_parts=k, min_frames=int(CHANGE_MIN_S * spec.frame_rate)) for k in (2, 3, 4))
     return KeyEstimate(
         key=key, confidence=round(_confidence(scores) * tonal_trust, 3), changes=changes, tuning_cents=round(100.0 * tuning, 1)
     )

@@ -146,6 +146,14 @@ def _score_invariance(sets, ms: dict[str, Method], timer: Timer, *, verbose: boo
     return out
 
 
+def _pooled(results: dict[str, dict[str, dict[str, float]]], counts: dict[str, int], parts: tuple[str, ...],
+            metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Every item of ``parts`` counted once (a mean weighted by set size), next to the per-set rows."""
+    total = sum(counts[p] for p in parts)
+    names = set.intersection(*(set(results[p]) for p in parts))
+    return {n: {m: sum(results[p][n][m] * counts[p] for p in parts) / total for m in metrics} for n in names}
+
+
 ROWS = (
     ("synth: tempo Acc1", "synth", "tempo_acc1", ">= 0.90"),
     ("synth: tempo Acc2", "synth", "tempo_acc2", ">= 0.98"),
@@ -154,6 +162,8 @@ ROWS = (
     ("synth: key Camelot-compatible", "synth", "key_camelot_compatible", ">= 0.92"),
     ("loops: tempo Acc1", "loops", "tempo_acc1", ">= 0.90"),
     ("loops: tempo Acc2", "loops", "tempo_acc2", ">= 0.98"),
+    ("pooled (synth+loops): Acc1", "pooled", "tempo_acc1", ">= 0.90"),
+    ("pooled (synth+loops): Acc2", "pooled", "tempo_acc2", ">= 0.98"),
     ("real: invariance tempo", "invariance", "invariance_tempo", ""),
     ("real: invariance key", "invariance", "invariance_key", ""),
     ("real: invariance (both)", "invariance", "invariance", ">= 0.90"),
@@ -191,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         counts["loops"] = len(loops)
         if loops:
             results["loops"] = _score_truth(loops, ms, timer, verbose=args.verbose)
+    if "synth" in results and "loops" in results:
+        results["pooled"] = _pooled(results, counts, ("synth", "loops"), ("tempo_acc1", "tempo_acc2"))
+        counts["pooled"] = counts["synth"] + counts["loops"]
     if args.invariance > 0:
         sets = invariance_items(args.devmusic, args.out / "cache", count=args.invariance)
         counts["invariance"] = sum(len(v) for _, v in sets)

@@ -111,3 +111,23 @@ def test_beatless_drone_key(key: Key) -> None:
     from engine.synth import render_drone
 
     assert estimate_key(_spec(render_drone(key, duration_s=20.0))).key == key
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "seconds"),
+    [(Key(0, "major"), Key(2, "major"), (80, 40)), (Key(9, "minor"), Key(11, "minor"), (90, 30)),
+     (Key(0, "major"), Key(2, "major"), (40, 80))],
+)
+def test_late_or_early_key_change_flagged(first: Key, second: Key, seconds: tuple[int, int]) -> None:
+    """A whole-step modulation for the last third or quarter (a last chorus), or after
+    an intro in another key, is flagged: the halves alone blur it into one key."""
+    a = render(TrackSpec("house", 124.0, first, duration_s=seconds[0], seed=1, progression=3))
+    b = render(TrackSpec("house", 124.0, second, duration_s=seconds[1], seed=2, progression=3))
+    assert estimate_key(_spec(np.concatenate([a, b]))).changes
+
+
+def test_long_track_in_one_key_not_flagged() -> None:
+    """Two and a half minutes in one key, with breakdowns and chord changes, are not a key change."""
+    for key, style in ((Key(4, "minor"), "techno"), (Key(7, "major"), "disco")):
+        y = render(TrackSpec(style, 126.0, key, duration_s=150.0, seed=7))
+        assert not estimate_key(_spec(y)).changes

@@ -135,3 +135,78 @@ def test_too_short_raises() -> None:
     """Under three seconds of audio is refused."""
     with pytest.raises(ParameterError):
         _tempo(_clicks(120.0, duration_s=2.0))
+
+
+def _pluck(freq: float, *, duration_s: float = 0.4, harmonics: int = 4) -> np.ndarray:
+    """A plucked note: a 3 ms attack, then a 150 ms decay."""
+    t = np.arange(int(duration_s * SR)) / SR
+    tone = sum(0.6 ** (h - 1) / h * np.sin(2 * np.pi * freq * h * t) for h in range(1, harmonics + 1))
+    return tone * np.exp(-t / 0.15) * np.minimum(t / 0.003, 1.0) / np.abs(tone).max()
+
+
+@pytest.mark.parametrize("bpm", [85.0, 124.0, 174.0])
+def test_soft_pluck_over_a_pad(bpm: float) -> None:
+    """A soft pluck on every beat (-12 dB under a drone pad) is a beat, though its
+    attacks are too weak for the whole mix to show them (the drone alone has none)."""
+    y = render_drone(Key(2, "minor"), duration_s=20.0, seed=0).astype(np.float64)
+    for i, at in enumerate(np.arange(0.3, 19.5, 60.0 / bpm)):
+        note = _pluck(440.0 * 2 ** ((-7, -4, 0, -2)[i % 4] / 12))  # D4 F4 A4 G4
+        s = int(at * SR)
+        y[s : s + len(note)] += 10 ** (-12 / 20) * note[: len(y) - s]
+    assert _within(_tempo(y.astype(np.float32)).bpm, bpm)
+
+
+@pytest.mark.parametrize(("bpm", "seed"), [(84.0, 1), (97.0, 2), (110.0, 3)])
+def test_loop_with_a_pulse_on_every_other_beat(bpm: float, seed: int) -> None:
+    """A two-bar loop (sub drone, soft swelling grains, a blip on beats 1, 3, 5 and 7),
+    looped as a DJ would: the pulse lives in one register and recurs every two beats."""
+    rng = np.random.default_rng(seed)
+    n = int(round(8 * 60.0 / bpm * SR))
+    t = np.arange(n) / SR
+    bar2 = 0.5 * np.sin(2 * np.pi * 55.0 * t)
+    for at in rng.uniform(0.0, n / SR - 0.4, int(5 * n / SR)):
+        g = np.arange(int(rng.uniform(0.1, 0.4) * SR)) / SR
+        grain = np.sin(2 * np.pi * rng.uniform(150.0, 5000.0) * g) * np.hanning(len(g))
+        s = int(at * SR)
+        bar2[s : s + len(g)] += 10 ** (rng.uniform(-16, -6) / 20) * grain[: n - s]
+    blip = _pluck(740.0, duration_s=0.3, harmonics=1)
+    for beat in (0, 2, 4, 6):
+        s = int(beat * 60.0 / bpm * SR)
+        bar2[s : s + len(blip)] += 10 ** (-10 / 20) * blip
+    y = np.tile(bar2, int(np.ceil(24 * SR / n)))[: 24 * SR]
+    assert _within(_tempo((0.9 * y / np.abs(y).max()).astype(np.float32)).bpm, bpm)
+
+
+@pytest.mark.parametrize(("style", "bpm"), [("techno", 128.0), ("drum & bass", 172.0)])
+def test_pad_intro_and_breakdown(style: str, bpm: float) -> None:
+    """Fifteen seconds of pad before the drums, or twelve in the middle, do not move the tempo."""
+    track = render(TrackSpec(style, bpm, Key(4, "minor"), duration_s=20.0, seed=1))
+    pad = 0.7 * render_drone(Key(4, "minor"), duration_s=15.0, seed=1)
+    assert _within(_tempo(np.concatenate([pad, track])).bpm, bpm)
+    assert _within(_tempo(np.concatenate([track[: 10 * SR], pad[: 12 * SR], track[10 * SR :]])).bpm, bpm)
+
+
+@pytest.mark.parametrize("swing", [0.5, 0.66])
+def test_heavy_swing(swing: float) -> None:
+    """Hip-hop with its off-beat sixteenths pushed half to two thirds of the way (a
+    triplet shuffle) keeps its quarter-note tempo."""
+    import dataclasses
+
+    from engine import synth
+
+    style = dataclasses.replace(synth.STYLES["hip-hop"], name="hip-hop-swung", swing=swing)
+    synth.STYLES[style.name] = style
+    try:
+        y = render(TrackSpec(style.name, 88.0, Key(2, "minor"), duration_s=20.0, seed=3))
+    finally:
+        del synth.STYLES[style.name]
+    assert _within(_tempo(y).bpm, 88.0)
+
+
+def test_short_noise_clips_stay_unsure() -> None:
+    """On 4-8 s of noise, whatever recurs by chance (the whole mix, one register,
+    two-beat lags held only a few times) never reads as a confident beat."""
+    for seconds in (4, 6, 8):
+        for seed in range(4):
+            noise = np.random.default_rng(seed).standard_normal(seconds * SR).astype(np.float32) * 0.1
+            assert _tempo(noise).confidence < 0.3
