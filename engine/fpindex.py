@@ -143,10 +143,18 @@ class _Segment:
         return self.peaks[int(self.peak_starts[local]) : int(self.peak_starts[local + 1])]
 
 
+def _stored_peaks(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks kept for verification: the denser set when the fingerprints have one."""
+    if fp.verify_frames is not None and fp.verify_bins is not None:
+        return fp.verify_frames, fp.verify_bins
+    return fp.peak_frames, fp.peak_bins
+
+
 def _pack_peaks(fp: Fingerprints) -> np.ndarray:
-    """A track's peaks as sorted uint32 ``(frame << 16) | bin * 64``."""
-    bins = np.clip(np.rint(np.asarray(fp.peak_bins, np.float64) * _BIN_SCALE), 0, (1 << 16) - 1).astype(np.uint32)
-    return np.sort((np.asarray(fp.peak_frames).astype(np.uint32) << np.uint32(16)) | bins)
+    """A track's verification peaks as sorted uint32 ``(frame << 16) | bin * 64``."""
+    frames, bins = _stored_peaks(fp)
+    q = np.clip(np.rint(np.asarray(bins, np.float64) * _BIN_SCALE), 0, (1 << 16) - 1).astype(np.uint32)
+    return np.sort((np.asarray(frames).astype(np.uint32) << np.uint32(16)) | q)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -486,7 +494,7 @@ class FingerprintIndex:
         for tid, fp in items:
             if not 0 <= tid <= MAX_TRACK_ID:
                 raise ParameterError(f"track id must be a non-negative int64, got {tid}")
-            if max(int(fp.hash_frames.max(initial=0)), int(np.max(fp.peak_frames, initial=0))) > _MAX_FRAME:
+            if max(int(fp.hash_frames.max(initial=0)), int(np.max(_stored_peaks(fp)[0], initial=0))) > _MAX_FRAME:
                 raise ParameterError(
                     f"track {tid} is longer than the index's {_MAX_FRAME / FRAME_RATE / 60:.0f} min"
                 )

@@ -161,7 +161,11 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
             bins = fp.peak_bins * s
             keep = bins <= REFERENCE_PARAMS.max_hz / BIN_HZ  # what the band would have kept
             h, t = hash_peaks(frames[keep], bins[keep], params=REFERENCE_PARAMS)
-            items.append((PAD_ID_BASE + k * 100_000 + tid, Fingerprints(frames[keep], bins[keep], h, t, fp.duration_s / s)))
+            v_frames = np.rint(fp.verify_frames / s).astype(np.int32)
+            v_bins = fp.verify_bins * s
+            v_keep = v_bins <= REFERENCE_PARAMS.max_hz / BIN_HZ
+            items.append((PAD_ID_BASE + k * 100_000 + tid, Fingerprints(
+                frames[keep], bins[keep], h, t, fp.duration_s / s, verify_frames=v_frames[v_keep], verify_bins=v_bins[v_keep])))
             have_s += fp.duration_s / s
             if have_s >= target_hours * 3600:
                 break

@@ -249,6 +249,6 @@ def test_identify_verifies_candidates(catalog: dict[int, np.ndarray], index: Fin
     clip = _noisy(catalog[14][SR * 12 : SR * 17], snr_db=0.0, rng=rng)
     res = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks)
     assert res.match is not None and res.match.track_id == 14 and res.match.verified > 5.0
-    assert all(c.verified < 3.0 for c in res.candidates[1:])
+    assert res.match.verified > max(c.verified for c in res.candidates[1:]) + 2.0, res.candidates
     unknown = _noisy(_track(8, duration_s=12.0)[SR : 11 * SR], snr_db=10.0, rng=rng)
     assert identify(unknown, sr=SR, lookup=index.lookup, peaks=index.reference_peaks).match is None
