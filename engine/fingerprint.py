@@ -67,6 +67,9 @@ HASH_BITS = _F_BITS + _DF_BITS + _DT_BITS
 MAX_DF_BINS = (1 << (_DF_BITS - 1)) - 1
 MAX_DT_FRAMES = (1 << _DT_BITS) - 1
 
+PEAK_MAP_MAX_CONTRAST = 3.0
+"""Peak-map values (contrast in natural log units) are capped here, so one loud partial does not decide."""
+
 DEFAULT_SPEEDS: tuple[float, ...] = (1.0, 0.99125, 1.00875, 0.9825, 1.0175, 0.97375, 1.02625, 0.965, 1.035)
 """Speed hypotheses tried at query time (ratio of played to original speed), in order."""
 
@@ -92,6 +95,9 @@ class FingerprintParams:
         Farthest target, in frames (at most 63).
     max_df_bins : int
         Largest frequency step to a target, in bins (at most 63).
+    verify_peaks_per_s : float
+        References: density of the peaks kept for ``verify`` (a superset of the
+        hashed ones, chosen the same way; 0 keeps none).
     """
 
     peaks_per_s: float = 18.0
@@ -103,6 +109,7 @@ class FingerprintParams:
     neighborhood_frames: int = 7
     max_dt_frames: int = 63
     max_df_bins: int = 63
+    verify_peaks_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.peaks_per_s <= 0:
@@ -119,7 +126,7 @@ class FingerprintParams:
             raise ParameterError(f"max_df_bins must be in 1..{MAX_DF_BINS}")
 
 
-REFERENCE_PARAMS = FingerprintParams()
+REFERENCE_PARAMS = FingerprintParams(verify_peaks_per_s=36.0)
 """Parameters for catalog tracks (what the index stores)."""
 QUERY_PARAMS = FingerprintParams(peaks_per_s=36.0, fanout=16)
 """Parameters for queries: twice the peaks and pairs reaching as far as the reference's,
@@ -142,6 +149,13 @@ class Fingerprints:
         Anchor frame of each hash.
     duration_s : float
         Length of the signal.
+    peak_map : np.ndarray [shape=(n_frames, N_FFT // 2 + 1), dtype=float32], optional
+        Queries only (``fingerprint(..., with_peak_map=True)``): the contrast of every
+        local spectral maximum in the band (0 elsewhere), widened by one frame and
+        one bin; what ``verify`` looks reference peaks up in.
+    verify_frames, verify_bins : np.ndarray, optional
+        References only: the denser peaks kept for ``verify`` (``verify_peaks_per_s``),
+        frames ascending; what the index stores.
     """
 
     peak_frames: np.ndarray
@@ -149,6 +163,9 @@ class Fingerprints:
     hashes: np.ndarray
     hash_frames: np.ndarray
     duration_s: float
+    peak_map: np.ndarray | None = None
+    verify_frames: np.ndarray | None = None
+    verify_bins: np.ndarray | None = None
 
     @property
     def n_hashes(self) -> int:
@@ -199,6 +216,10 @@ class Match:
         All hashes of the clip found in this track, at any offset.
     confidence : float
         Calibrated probability that this is the right track (0–1).
+    verified : float
+        How far the track's own peaks stand out in the clip at this alignment
+        compared with shifted alignments, in standard deviations of the latter
+        (``verify``; 0 when not verified).
     """
 
     track_id: int
@@ -207,6 +228,7 @@ class Match:
     speed: float
     n_hits: int
     confidence: float = 0.0
+    verified: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain types for JSON."""
@@ -218,24 +240,40 @@ class Calibration:
     """Logistic model turning match statistics into a probability.
 
     ``confidence = sigmoid(bias + w_score * log(score) + w_margin * log(score / runner_up)
-    + w_hashes * log(n_query_hashes))``, where ``runner_up`` is the best score of any other
-    track (at least 1). Coefficients are fitted by ``python -m bench.identify --calibrate``.
+    + w_hashes * log(n_query_hashes) + w_verified * verified + w_verified_margin *
+    (verified - verified_runner_up))``, where ``runner_up`` is the best score of any other
+    candidate (at least 1) and ``verified`` the peak-by-peak verification (``verify``'s z,
+    0 when not verified). Coefficients are fitted by ``python -m bench.identify --calibrate``.
     """
 
-    bias: float = 0.94
-    w_score: float = 3.14
-    w_margin: float = 3.55
-    w_hashes: float = -1.34
-    # fitted on 480 degraded dev queries (seed 1001, 320 in / 160 out of the catalog): at 0.95,
-    # 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer, 34 % of clips accepted right
-    accept_confidence: float = 0.95
+    bias: float = -1.97
+    w_score: float = 0.74
+    w_margin: float = 2.25
+    w_hashes: float = -0.35
+    w_verified: float = 0.54
+    w_verified_margin: float = 0.48
+    # fitted on the 4800 verified candidates of 480 degraded dev queries (seed 1001, 320 in / 160 out
+    # of the catalog): at 0.8, 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer,
+    # 50 % of clips accepted right (34 % before verification)
+    accept_confidence: float = 0.8
 
-    def confidence(self, score: np.ndarray, runner_up: np.ndarray, n_query_hashes: np.ndarray) -> np.ndarray:
+    def confidence(
+        self,
+        score: np.ndarray,
+        runner_up: np.ndarray,
+        n_query_hashes: np.ndarray,
+        *,
+        verified: np.ndarray | float = 0.0,
+        verified_runner_up: np.ndarray | float = 0.0,
+    ) -> np.ndarray:
         """Probability of a correct match for arrays of statistics."""
         s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
         r = np.maximum(np.asarray(runner_up, dtype=np.float64), 1.0)
         q = np.maximum(np.asarray(n_query_hashes, dtype=np.float64), 1.0)
-        z = self.bias + self.w_score * np.log(s) + self.w_margin * np.log(s / r) + self.w_hashes * np.log(q)
+        v = np.asarray(verified, dtype=np.float64)
+        vr = np.asarray(verified_runner_up, dtype=np.float64)
+        z = (self.bias + self.w_score * np.log(s) + self.w_margin * np.log(s / r) + self.w_hashes * np.log(q)
+             + self.w_verified * v + self.w_verified_margin * (v - vr))
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
@@ -289,10 +327,22 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     bins : np.ndarray [shape=(n_peaks,), dtype=float32]
         Sub-bin peak frequencies (parabolic interpolation of log magnitude).
     """
+    peaks, _, _ = _analyse(y, sr=sr, params=params, with_map=False)
+    return peaks
+
+
+_Peaks = tuple[np.ndarray, np.ndarray]
+
+
+def _analyse(
+    y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: bool
+) -> tuple[_Peaks, _Peaks | None, np.ndarray | None]:
+    """``find_peaks``, the denser verification peaks (``params.verify_peaks_per_s``) and the
+    peak map of ``Fingerprints.peak_map`` (when asked)."""
     x = _to_fp_rate(y, sr)
-    empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    none: _Peaks = (np.zeros(0, np.int32), np.zeros(0, np.float32))
     if x.size < N_FFT or is_silent(x):
-        return empty
+        return none, (none if params.verify_peaks_per_s > 0 else None), None
     n_frames = 1 + (x.size - N_FFT) // HOP_LENGTH
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:n_frames]
     window = np.hanning(N_FFT).astype(np.float32)
@@ -307,9 +357,10 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     is_max = band == maximum_filter(band, size=(params.neighborhood_frames, params.neighborhood_bins), mode="constant", cval=-np.inf)
     is_max &= contrast > 0.0
     is_max &= band > np.log(floor) + 1e-3
+    pmap = _peak_map(band, contrast, lo=lo, floor=floor) if with_map else None
     t_idx, f_idx = np.nonzero(is_max)
     if t_idx.size == 0:
-        return empty
+        return none, (none if params.verify_peaks_per_s > 0 else None), pmap
     strength = contrast[t_idx, f_idx]
     # keep the strongest peaks of each log-spaced band in each one-second block: a quota
     # per band spreads them over the spectrum (kick drums and bass lines would take most)
@@ -319,17 +370,33 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     cell_sorted = cell[order]
     first = np.searchsorted(cell_sorted, cell_sorted, side="left")
     rank = np.arange(order.size) - first
-    keep = order[rank < params.peaks_per_s / params.bands]
-    t_idx, f_idx = t_idx[keep], f_idx[keep]
-    # parabolic interpolation on the log magnitude for a sub-bin frequency
-    a = logS[t_idx, f_idx]
-    b = logS[t_idx, f_idx + 1]
-    c = logS[t_idx, f_idx + 2]
-    denom = a - 2.0 * b + c
-    delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
-    bins = (lo + f_idx + np.clip(delta, -0.5, 0.5)).astype(np.float32)
-    order = np.lexsort((bins, t_idx))
-    return t_idx[order].astype(np.int32), bins[order]
+
+    def chosen(per_s: float) -> _Peaks:
+        keep = order[rank < per_s / params.bands]
+        t, f = t_idx[keep], f_idx[keep]
+        # parabolic interpolation on the log magnitude for a sub-bin frequency
+        a, b, c = logS[t, f], logS[t, f + 1], logS[t, f + 2]
+        denom = a - 2.0 * b + c
+        delta = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+        bins = (lo + f + np.clip(delta, -0.5, 0.5)).astype(np.float32)
+        by_time = np.lexsort((bins, t))
+        return t[by_time].astype(np.int32), bins[by_time]
+
+    return chosen(params.peaks_per_s), (chosen(params.verify_peaks_per_s) if params.verify_peaks_per_s > 0 else None), pmap
+
+
+def _peak_map(band: np.ndarray, contrast: np.ndarray, *, lo: int, floor: float) -> np.ndarray:
+    """The contrast of every local maximum (3 bins x 3 frames), widened by one bin and frame.
+
+    Graded rather than a yes/no map: a peak that barely survives the noise counts
+    a little, one that stands clear counts more (better separation on degraded dev clips).
+    """
+    is_max = (band == maximum_filter(band, size=(3, 3), mode="nearest")) & (contrast > 0.0)
+    is_max &= band > np.log(floor) + 1e-3
+    out = np.zeros((band.shape[0], N_FFT // 2 + 1), dtype=np.float32)
+    values = np.where(is_max, np.minimum(contrast, PEAK_MAP_MAX_CONTRAST), 0.0).astype(np.float32)
+    out[:, lo : lo + band.shape[1]] = maximum_filter(values, size=(3, 3), mode="constant", cval=0.0)
+    return out
 
 
 def pair_peaks(frames: np.ndarray, bins: np.ndarray, *, params: FingerprintParams = REFERENCE_PARAMS) -> tuple[np.ndarray, np.ndarray]:
@@ -422,7 +489,9 @@ def hash_peaks(
     return hash_pairs(frames, bins, anchors, targets, speed=speed)
 
 
-def fingerprint(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_PARAMS) -> Fingerprints:
+def fingerprint(
+    y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_PARAMS, with_peak_map: bool = False
+) -> Fingerprints:
     """Fingerprint a signal.
 
     Parameters
@@ -433,13 +502,15 @@ def fingerprint(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE
         Sample rate of ``y`` in Hz.
     params : FingerprintParams
         ``REFERENCE_PARAMS`` for catalog tracks, ``QUERY_PARAMS`` for clips.
+    with_peak_map : bool
+        Keep the clip's peak map for ``verify`` (queries).
 
     Returns
     -------
     Fingerprints
         Empty (no peaks, no hashes) for silence.
     """
-    frames, bins = find_peaks(y, sr=sr, params=params)
+    (frames, bins), dense, pmap = _analyse(y, sr=sr, params=params, with_map=with_peak_map)
     hashes, hash_frames = hash_peaks(frames, bins, params=params)
     return Fingerprints(
         peak_frames=frames,
@@ -447,6 +518,9 @@ def fingerprint(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE
         hashes=hashes,
         hash_frames=hash_frames,
         duration_s=float(len(y)) / sr,
+        peak_map=pmap,
+        verify_frames=None if dense is None else dense[0],
+        verify_bins=None if dense is None else dense[1],
     )
 
 
@@ -503,6 +577,104 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     ]
 
 
+PeaksFn = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
+"""``peaks(track_id, start_frame, end_frame) -> (frames, bins)``: a catalog track's own
+peaks in ``[start_frame, end_frame)``, usually ``FingerprintIndex.reference_peaks``."""
+
+VERIFY_NULL_SHIFTS = np.array([11, 19, 29, 37, 47, 59, 71, 83, 97, 109], dtype=np.int64)
+"""Offsets (frames, both signs) at which the chance level of a verification is measured:
+irregular, so a beat or bar period does not line most of them up with the music again."""
+_VERIFY_SUB_SPEED = 0.003  # a third of the speed grid step: the hypothesis may be off by up to half a step
+_VERIFY_MIN_PEAKS = 8
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How strongly a clip shows a track's own peaks at one alignment, against chance.
+
+    Attributes
+    ----------
+    observed : float
+        Mean peak-map value (contrast, natural log units) at the reference peaks
+        that fall inside the clip.
+    null : float
+        The same at the shifted alignments (``VERIFY_NULL_SHIFTS``), averaged.
+    z : float
+        ``(observed - null)`` over the spread of the shifted values (at least the
+        standard error of the observed mean).
+    n_peaks : int
+        Reference peaks compared at the alignment.
+    """
+
+    observed: float
+    null: float
+    z: float
+    n_peaks: int
+
+
+def verify_window(n_frames: int, *, offset_frames: int, speed: float) -> tuple[int, int]:
+    """Track frames ``[start, end)`` whose peaks ``verify`` needs for a clip of ``n_frames``."""
+    reach = int(VERIFY_NULL_SHIFTS.max()) + 2
+    lo = offset_frames - reach
+    hi = offset_frames + int(np.ceil(n_frames * speed * (1 + _VERIFY_SUB_SPEED))) + reach + 1
+    return max(lo, 0), max(hi, 0)
+
+
+def verify(
+    peak_map: np.ndarray, ref_frames: np.ndarray, ref_bins: np.ndarray, *, offset_frames: int, speed: float
+) -> Verification:
+    """Check a candidate alignment peak by peak, against shifted alignments of the same clip.
+
+    A landmark hash survives only when both of its peaks do; a single peak is far more
+    likely to. Every reference peak in the aligned window is mapped into the clip (time
+    ``(t - offset) / speed``, frequency ``f * speed``) and looked up in the clip's peak
+    map (the contrast of the clip's local maximum there, if any); the same is done with the reference shifted by ``VERIFY_NULL_SHIFTS`` frames,
+    which measures what this clip and this track give by chance. The map is widened
+    by one frame and bin; the speed is refined by a third of a speed step either
+    way, at the shifted alignments likewise, so the refinement favours neither.
+
+    Parameters
+    ----------
+    peak_map : np.ndarray [shape=(n_frames, n_bins), dtype=float32]
+        ``Fingerprints.peak_map`` of the clip.
+    ref_frames, ref_bins : np.ndarray [shape=(n,)]
+        The track's peaks (frames and sub-bin frequencies) around the alignment,
+        at least ``verify_window``.
+    offset_frames : int
+        Track frame where the clip starts (``Match.offset_s * FRAME_RATE``).
+    speed : float
+        Speed hypothesis of the candidate.
+
+    Returns
+    -------
+    Verification
+        ``z`` is 0 when too few reference peaks fall inside the clip.
+    """
+    n_t, n_f = peak_map.shape
+    shifts = np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS])
+    speeds = speed * (1.0 + _VERIFY_SUB_SPEED * np.arange(-1, 2))
+    t = np.asarray(ref_frames, dtype=np.float64)
+    f = np.asarray(ref_bins, dtype=np.float64)
+    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int64)
+    fq = np.minimum(np.rint(f[None, None, :] * speeds[:, None, None]).astype(np.int64), n_f - 1)
+    inside = (tq >= 0) & (tq < n_t)
+    # one flat gather; outside the clip it reads cell (0, 0), which is below the band and always 0
+    on = np.ravel(peak_map)[np.where(inside, tq * n_f + fq, 0)]
+    n_in = inside.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_in >= _VERIFY_MIN_PEAKS, on.sum(axis=2) / n_in, -1.0)
+    best = mean.max(axis=0)  # the best speed refinement per alignment
+    best[best < 0] = np.nan
+    observed, rest = best[0], best[1:][~np.isnan(best[1:])]
+    n_obs = int(n_in[1, 0])  # the unrefined alignment's peak count
+    if np.isnan(observed) or rest.size < 4:
+        return Verification(observed=0.0, null=0.0, z=0.0, n_peaks=n_obs)
+    mu = float(rest.mean())
+    values = on[1, 0][inside[1, 0]]
+    spread = max(float(rest.std()), float(values.std()) / np.sqrt(max(n_obs, 1)), 1e-3)
+    return Verification(observed=float(observed), null=mu, z=float((observed - mu) / spread), n_peaks=n_obs)
+
+
 def match(
     fp: Fingerprints,
     lookup: LookupFn,
@@ -514,6 +686,8 @@ def match(
     calibration: Calibration = DEFAULT_CALIBRATION,
     keep_speeds: int = 3,
     precheck_share: int = 4,
+    peaks: PeaksFn | None = None,
+    verify_top: int = 10,
 ) -> list[Match]:
     """Rank catalog tracks for a clip under several speed hypotheses.
 
@@ -540,6 +714,11 @@ def match(
         Hypotheses that get the full match (all of them when there are no more).
     precheck_share : int >= 1
         One pair in this many takes part in the pre-check.
+    peaks : callable, optional
+        The catalog's own peaks (``FingerprintIndex.reference_peaks``): the
+        ``verify_top`` candidates with most aligned hashes are verified peak by
+        peak (``verify``; needs ``fp.peak_map``) and ranked by confidence.
+    verify_top : int >= 1
 
     Returns
     -------
@@ -548,8 +727,8 @@ def match(
     """
     if not speeds:
         raise ParameterError("speeds must not be empty")
-    if top_tracks < 1 or max_candidates < 1 or keep_speeds < 1 or precheck_share < 1:
-        raise ParameterError("top_tracks, max_candidates, keep_speeds and precheck_share must be at least 1")
+    if min(top_tracks, max_candidates, keep_speeds, precheck_share, verify_top) < 1:
+        raise ParameterError("top_tracks, max_candidates, keep_speeds, precheck_share and verify_top must be at least 1")
     anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params)
     chosen = list(dict.fromkeys(speeds))
     if len(chosen) > keep_speeds:
@@ -561,7 +740,7 @@ def match(
             pre.append(top[0][2] if top else 0)
         order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
         chosen = [chosen[i] for i in order[:keep_speeds]]
-    best: dict[int, tuple[int, float, int, float]] = {}  # track -> (score, offset_s, n_hits, speed)
+    best: dict[int, tuple[int, int, int, float]] = {}  # track -> (score, offset frames, n_hits, speed)
     n_q = 0
     for speed in chosen:
         hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed)
@@ -570,25 +749,49 @@ def match(
             continue
         for track, off, score, n_hits in _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks):
             if track not in best or score > best[track][0]:
-                best[track] = (score, off / FRAME_RATE, n_hits, speed)
-    return _ranked(best, n_q, calibration, max_candidates)
+                best[track] = (score, off, n_hits, speed)
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    z = np.zeros(len(ranked))
+    if peaks is not None and fp.peak_map is not None:
+        ranked = ranked[:verify_top]
+        z = np.array([_verify_candidate(fp.peak_map, peaks, track, off, speed).z
+                      for track, (_, off, _, speed) in ranked])
+    return _ranked(ranked, z, n_q, calibration, max_candidates)
 
 
-def _ranked(best: dict[int, tuple[int, float, int, float]], n_q: int, calibration: Calibration, limit: int) -> list[Match]:
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
+def _verify_candidate(peak_map: np.ndarray, peaks: PeaksFn, track: int, offset_frames: int, speed: float) -> Verification:
+    start, end = verify_window(peak_map.shape[0], offset_frames=offset_frames, speed=speed)
+    frames, bins = peaks(track, start, end)
+    return verify(peak_map, frames, bins, offset_frames=offset_frames, speed=speed)
+
+
+def best_of_others(values: np.ndarray, *, floor: float) -> np.ndarray:
+    """For each entry, the largest of the other entries (``floor`` when there is none)."""
+    out = np.full(values.shape, floor, dtype=np.float64)
+    if values.size > 1:
+        order = np.argsort(-values, kind="stable")
+        out[:] = values[order[0]]
+        out[order[0]] = max(float(values[order[1]]), floor)
+    return out
+
+
+def _ranked(
+    ranked: list[tuple[int, tuple[int, int, int, float]]], z: np.ndarray, n_q: int, calibration: Calibration, limit: int
+) -> list[Match]:
+    """Matches by confidence; each candidate is compared with the best of the others."""
+    if not ranked:
+        return []
     scores = np.array([v[0] for _, v in ranked], dtype=np.float64)
-    runner = np.ones_like(scores)
-    if scores.size > 1:
-        # for the leader, the next track; for the others, the leader
-        runner[0] = scores[1]
-        runner[1:] = scores[0]
-    conf = calibration.confidence(scores, runner, np.full_like(scores, n_q))
+    conf = calibration.confidence(scores, best_of_others(scores, floor=1.0), np.full_like(scores, n_q),
+                                  verified=z, verified_runner_up=best_of_others(z, floor=0.0))
+    order = sorted(range(len(ranked)), key=lambda i: (-conf[i], -scores[i], ranked[i][0]))[:limit]
     return [
         Match(
-            track_id=int(track), offset_s=round(off, 3), score=int(score), speed=float(speed),
-            n_hits=int(n_hits), confidence=round(float(c), 4),
+            track_id=int(ranked[i][0]), offset_s=round(ranked[i][1][1] / FRAME_RATE, 3), score=int(scores[i]),
+            speed=float(ranked[i][1][3]), n_hits=int(ranked[i][1][2]), confidence=round(float(conf[i]), 4),
+            verified=round(float(z[i]), 2),
         )
-        for (track, (score, off, n_hits, speed)), c in zip(ranked, conf)
+        for i in order
     ]
 
 
@@ -601,6 +804,7 @@ def identify(
     calibration: Calibration = DEFAULT_CALIBRATION,
     max_candidates: int = 5,
     keep_speeds: int = 3,
+    peaks: PeaksFn | None = None,
 ) -> Identification:
     """Identify the catalog track in a clip, or say it is not in the catalog.
 
@@ -618,6 +822,9 @@ def identify(
     max_candidates : int
     keep_speeds : int
         Speed hypotheses matched in full after the pre-check (see ``match``).
+    peaks : callable, optional
+        ``FingerprintIndex.reference_peaks`` of the same index: candidates are
+        verified peak by peak (see ``match`` and ``verify``).
 
     Returns
     -------
@@ -625,10 +832,10 @@ def identify(
         ``match`` is None when the best candidate's confidence is below
         ``calibration.accept_confidence`` or the clip is silent.
     """
-    fp = fingerprint(y, sr=sr, params=QUERY_PARAMS)
+    fp = fingerprint(y, sr=sr, params=QUERY_PARAMS, with_peak_map=peaks is not None)
     if fp.peak_frames.size < 2:
         return Identification(match=None, candidates=(), n_query_hashes=0)
     cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
-                  keep_speeds=keep_speeds)
+                  keep_speeds=keep_speeds, peaks=peaks)
     accepted = cands[0] if cands and cands[0].confidence >= calibration.accept_confidence else None
     return Identification(match=accepted, candidates=tuple(cands), n_query_hashes=fp.n_hashes)

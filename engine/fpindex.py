@@ -10,6 +10,9 @@ Layout of an index directory::
         vals.npy    uint32 [n]  (segment-local track << 16) | anchor frame
         tracks.npy  int64  [k]  the caller's track id of each local track
         durations.npy float32 [k]
+        peaks.npy   uint32 [p]  every track's own spectral peaks, (frame << 16) | bin * 64,
+                                track by track, ascending within a track (for ``verify``)
+        peak_starts.npy int64 [k + 1]  where each local track's peaks begin in peaks.npy
 
 Segments never change once written; a version lists segments plus a
 tombstone set per segment. Adding tracks writes a new small segment and a new
@@ -22,8 +25,9 @@ page cache is shared by all processes. Unreferenced segments are deleted after
 ``keep_versions`` newer versions exist; a reader still using one keeps its
 mapping (POSIX unlink semantics), and ``reload`` picks up the new version.
 
-Storage: 8 bytes per hash (key and packed value). 16 bits of anchor frame at
-31.25 frames/s cover 34 min per track; a segment holds up to 65 536 tracks.
+Storage: 8 bytes per hash (key and packed value) and 4 bytes per reference peak.
+16 bits of frame at 31.25 frames/s cover 34 min per track; a segment holds up to
+65 536 tracks.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from engine.fingerprint import (
     DEFAULT_CALIBRATION,
     DEFAULT_SPEEDS,
     FRAME_RATE,
+    N_FFT,
     HASH_BITS,
     Calibration,
     Fingerprints,
@@ -57,12 +62,15 @@ from engine.fingerprint import (
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mixwith-fpindex-2"
-"""Index format; 2: 16 kHz analysis, hashes on a part-logarithmic frequency scale (format 1 must be rebuilt)."""
+FORMAT = "mixwith-fpindex-3"
+"""Index format; 3: segments keep every track's peaks for verification (2: 16 kHz analysis, hashes on a
+part-logarithmic frequency scale; older formats must be rebuilt)."""
 _TIME_BITS = 16
 _MAX_FRAME = (1 << _TIME_BITS) - 1
 MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
 MAX_TRACK_ID = (1 << 63) - 1
+_BIN_SCALE = 64  # stored peak frequency in 1/64 bin: sub-bin precision, N_FFT / 2 * 64 < 2**16
+assert (N_FFT // 2 + 1) * _BIN_SCALE <= 1 << 16
 
 
 class IndexError_(EngineError):
@@ -82,9 +90,11 @@ class IndexStats:
         Stored hashes, removed tracks' included until compaction.
     n_segments : int
     bytes : int
-        Bytes of hash arrays on disk for this version.
+        Bytes of hash and peak arrays on disk for this version.
     audio_s : float
         Total duration of the live tracks.
+    peak_bytes : int
+        The part of ``bytes`` holding the tracks' own peaks (for verification).
     """
 
     version: int
@@ -93,6 +103,7 @@ class IndexStats:
     n_segments: int
     bytes: int
     audio_s: float
+    peak_bytes: int = 0
 
     @property
     def bytes_per_hour(self) -> float:
@@ -103,7 +114,8 @@ class IndexStats:
         """Plain types for JSON (e.g. ``model_versions.metrics``)."""
         return {
             "version": self.version, "n_tracks": self.n_tracks, "n_hashes": self.n_hashes,
-            "n_segments": self.n_segments, "bytes": self.bytes, "audio_s": round(self.audio_s, 1),
+            "n_segments": self.n_segments, "bytes": self.bytes, "peak_bytes": self.peak_bytes,
+            "audio_s": round(self.audio_s, 1),
             "bytes_per_hour": round(self.bytes_per_hour),
         }
 
@@ -115,10 +127,34 @@ class _Segment:
     vals: np.ndarray
     tracks: np.ndarray
     durations: np.ndarray
+    peaks: np.ndarray
+    peak_starts: np.ndarray
+
+    @property
+    def peak_nbytes(self) -> int:
+        return int(self.peaks.nbytes + self.peak_starts.nbytes)
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.vals.nbytes)
+        return int(self.keys.nbytes + self.vals.nbytes) + self.peak_nbytes
+
+    def track_peaks(self, local: int) -> np.ndarray:
+        """Packed peaks of one local track."""
+        return self.peaks[int(self.peak_starts[local]) : int(self.peak_starts[local + 1])]
+
+
+def _stored_peaks(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
+    """The peaks kept for verification: the denser set when the fingerprints have one."""
+    if fp.verify_frames is not None and fp.verify_bins is not None:
+        return fp.verify_frames, fp.verify_bins
+    return fp.peak_frames, fp.peak_bins
+
+
+def _pack_peaks(fp: Fingerprints) -> np.ndarray:
+    """A track's verification peaks as sorted uint32 ``(frame << 16) | bin * 64``."""
+    frames, bins = _stored_peaks(fp)
+    q = np.clip(np.rint(np.asarray(bins, np.float64) * _BIN_SCALE), 0, (1 << 16) - 1).astype(np.uint32)
+    return np.sort((np.asarray(frames).astype(np.uint32) << np.uint32(16)) | q)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -165,6 +201,8 @@ class FingerprintIndex:
         self._segments: list[_Segment] = []
         self._alive: list[np.ndarray] = []
         self._track_table = np.zeros(0, np.int64)
+        self._live_ids = np.zeros(0, np.int64)
+        self._live_where = np.zeros((0, 2), np.int64)
         self._cache: dict[str, _Segment] = {}
 
     # ---------------------------------------------------------------- opening
@@ -277,6 +315,12 @@ class FingerprintIndex:
         self._segments, self._alive = segments, alive
         # every segment's tracks end to end: hits carry a dense position in this table
         self._track_table = np.concatenate([s.tracks for s in segments]).astype(np.int64) if segments else np.zeros(0, np.int64)
+        # live track id -> (segment, local track), sorted by id, for reference_peaks
+        where = [np.column_stack([np.full(int(a.sum()), i), np.flatnonzero(a)]) for i, a in enumerate(alive)]
+        where_all = np.concatenate(where).astype(np.int64) if where else np.zeros((0, 2), np.int64)
+        ids = np.concatenate([s.tracks[a] for s, a in zip(segments, alive)]).astype(np.int64) if segments else np.zeros(0, np.int64)
+        order = np.argsort(ids, kind="stable")
+        self._live_ids, self._live_where = ids[order], where_all[order]
         self._manifest = manifest
         self._version = int(manifest["version"])
 
@@ -288,6 +332,8 @@ class FingerprintIndex:
             vals=np.load(d / "vals.npy", mmap_mode="r"),
             tracks=np.load(d / "tracks.npy"),
             durations=np.load(d / "durations.npy"),
+            peaks=np.load(d / "peaks.npy", mmap_mode="r"),
+            peak_starts=np.load(d / "peak_starts.npy"),
         )
 
     # ---------------------------------------------------------------- reading
@@ -317,7 +363,26 @@ class FingerprintIndex:
             n_segments=len(self._segments),
             bytes=int(sum(s.nbytes for s in self._segments)),
             audio_s=audio,
+            peak_bytes=int(sum(s.peak_nbytes for s in self._segments)),
         )
+
+    def reference_peaks(self, track_id: int, start_frame: int = 0, end_frame: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """A live track's own peaks in frames ``[start_frame, end_frame)`` (``engine.fingerprint.PeaksFn``).
+
+        Returns
+        -------
+        frames : np.ndarray [shape=(n,), dtype=int32]
+        bins : np.ndarray [shape=(n,), dtype=float32]
+            Sub-bin frequencies (to 1/64 bin). Both empty for a track the index does not hold.
+        """
+        i = int(np.searchsorted(self._live_ids, track_id))
+        if i >= self._live_ids.size or self._live_ids[i] != track_id:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        seg_i, local = self._live_where[i]
+        packed = self._segments[int(seg_i)].track_peaks(int(local))
+        lo, hi = np.searchsorted(packed, np.array([max(start_frame, 0), max(end_frame, 0)], np.uint64) << np.uint64(16))
+        window = np.asarray(packed[lo:hi])
+        return (window >> 16).astype(np.int32), ((window & 0xFFFF) / _BIN_SCALE).astype(np.float32)
 
     def skipped_share(self) -> float:
         """Share of stored entries whose hash has more than ``max_postings`` entries (never looked up).
@@ -393,8 +458,10 @@ class FingerprintIndex:
         calibration: Calibration = DEFAULT_CALIBRATION,
         max_candidates: int = 5,
     ) -> list[Match]:
-        """Candidate tracks for a clip's fingerprints, best first (see ``engine.fingerprint.match``)."""
-        return match(fp, self.lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates)
+        """Candidate tracks for a clip's fingerprints, best first (see ``engine.fingerprint.match``;
+        verified against the tracks' own peaks when ``fp`` has a peak map)."""
+        return match(fp, self.lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
+                     peaks=self.reference_peaks)
 
     # ---------------------------------------------------------------- writing
     @contextmanager
@@ -427,7 +494,7 @@ class FingerprintIndex:
         for tid, fp in items:
             if not 0 <= tid <= MAX_TRACK_ID:
                 raise ParameterError(f"track id must be a non-negative int64, got {tid}")
-            if fp.hash_frames.size and int(fp.hash_frames.max()) > _MAX_FRAME:
+            if max(int(fp.hash_frames.max(initial=0)), int(np.max(_stored_peaks(fp)[0], initial=0))) > _MAX_FRAME:
                 raise ParameterError(
                     f"track {tid} is longer than the index's {_MAX_FRAME / FRAME_RATE / 60:.0f} min"
                 )
@@ -447,6 +514,7 @@ class FingerprintIndex:
                     np.concatenate(vals) if vals else np.zeros(0, np.uint32),
                     np.array([t for t, _ in chunk], dtype=np.int64),
                     np.array([fp.duration_s for _, fp in chunk], dtype=np.float32),
+                    [_pack_peaks(fp) for _, fp in chunk],
                 )
                 segments.append({"name": name, "removed": []})
             if len(segments) > self._max_segments:
@@ -498,7 +566,7 @@ class FingerprintIndex:
 
     def _merge(self, entries: list[dict]) -> list[dict]:
         """Merge segments into new ones of at most MAX_TRACKS_PER_SEGMENT live tracks."""
-        pieces = []  # (track_id, duration, keys, frames) of live tracks
+        pieces = []  # (track_id, duration, keys, frames, packed peaks) of live tracks
         for entry in entries:
             seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
             removed = set(entry.get("removed", []))
@@ -510,7 +578,8 @@ class FingerprintIndex:
             bounds = np.searchsorted(local[order], np.arange(seg.tracks.size + 1))
             for i in live:
                 sel = order[bounds[i] : bounds[i + 1]]
-                pieces.append((int(seg.tracks[i]), float(seg.durations[i]), np.asarray(seg.keys)[sel], np.asarray(seg.vals)[sel] & _MAX_FRAME))
+                pieces.append((int(seg.tracks[i]), float(seg.durations[i]), np.asarray(seg.keys)[sel],
+                               np.asarray(seg.vals)[sel] & _MAX_FRAME, np.asarray(seg.track_peaks(i))))
         out = []
         for start in range(0, len(pieces), MAX_TRACKS_PER_SEGMENT):
             chunk = pieces[start : start + MAX_TRACKS_PER_SEGMENT]
@@ -519,13 +588,17 @@ class FingerprintIndex:
                 [(np.uint32(i) << np.uint32(_TIME_BITS)) | p[3].astype(np.uint32) for i, p in enumerate(chunk)]
             )
             name = self._write_segment(
-                keys, vals, np.array([p[0] for p in chunk], np.int64), np.array([p[1] for p in chunk], np.float32)
+                keys, vals, np.array([p[0] for p in chunk], np.int64), np.array([p[1] for p in chunk], np.float32),
+                [p[4] for p in chunk],
             )
             out.append({"name": name, "removed": []})
         return out
 
-    def _write_segment(self, keys: np.ndarray, vals: np.ndarray, tracks: np.ndarray, durations: np.ndarray) -> str:
+    def _write_segment(
+        self, keys: np.ndarray, vals: np.ndarray, tracks: np.ndarray, durations: np.ndarray, peaks: list[np.ndarray]
+    ) -> str:
         order = np.argsort(keys, kind="stable")
+        peak_starts = np.concatenate([[0], np.cumsum([p.size for p in peaks])]).astype(np.int64)
         name = f"s{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
         tmp = self._root / "segments" / f".{name}.tmp"
         tmp.mkdir(parents=True)
@@ -533,6 +606,8 @@ class FingerprintIndex:
         _save_array(tmp / "vals.npy", vals[order].astype(np.uint32))
         _save_array(tmp / "tracks.npy", tracks.astype(np.int64))
         _save_array(tmp / "durations.npy", durations.astype(np.float32))
+        _save_array(tmp / "peaks.npy", np.concatenate(peaks).astype(np.uint32) if peaks else np.zeros(0, np.uint32))
+        _save_array(tmp / "peak_starts.npy", peak_starts)
         _fsync_dir(tmp)
         os.replace(tmp, self._root / "segments" / name)
         _fsync_dir(self._root / "segments")

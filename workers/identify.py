@@ -212,13 +212,14 @@ def identify_file(path: str | Path, *, settings: Settings, index: FingerprintInd
         from dataclasses import replace
 
         calibration = replace(calibration, accept_confidence=settings.identify.accept_confidence)
-    return identify(y, sr=FP_SR, lookup=index.lookup, calibration=calibration)
+    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=calibration)
 
 
 def _describe(m: Match, row: tracks_q.TrackRow) -> dict[str, Any]:
     return {
         "track_id": row.id, "title": row.title, "artist": row.artist, "path": row.path,
         "offset": m.offset_s, "score": m.score, "confidence": m.confidence, "speed": m.speed,
+        "verified": m.verified,
     }
 
 
@@ -229,7 +230,9 @@ async def identify_clip(
 
     The public JSON of ``mixwith identify FILE --json``: match and candidates carry
     track_id, title, artist, path, offset (s into the track), score (aligned
-    hashes), confidence (calibrated 0–1) and speed (1.03 = played 3 % fast).
+    hashes), confidence (calibrated 0–1), speed (1.03 = played 3 % fast) and
+    verified (how far the track's own peaks stand out in the clip, in standard
+    deviations of chance).
     """
     index = open_index(settings)
     loop = asyncio.get_running_loop()

@@ -450,7 +450,7 @@ class IdentifySettings:
 
     index_dir: Path | None = None
     query_seconds: float = 30.0
-    accept_confidence: float = 0.95
+    accept_confidence: float = 0.8
     max_segments: int = 8
 
 

@@ -21,6 +21,7 @@ from engine.fingerprint import (
     hash_peaks,
     identify,
     match,
+    verify,
 )
 from engine.fpindex import FingerprintIndex
 from engine.synth import TrackSpec, render
@@ -214,3 +215,40 @@ def test_short_true_track_is_not_crowded_out_by_busy_tracks(catalog: dict[int, n
 
     best = match(fp, lookup, speeds=(1.0,), max_candidates=3)[0]
     assert best.track_id == 7 and best.score >= 30
+
+
+def test_verifier_tells_the_true_alignment_from_wrong_ones(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                                            rng: np.random.Generator) -> None:
+    """A track's own peaks stand out in a noisy excerpt at its offset, not 2 s off, not in another track."""
+    start = int(9.0 * FRAME_RATE)
+    clip = catalog[12][int(start / FRAME_RATE * SR) : int((start / FRAME_RATE + 5) * SR)]
+    fp = fingerprint(_noisy(clip, snr_db=0.0, rng=rng), sr=SR, params=QUERY_PARAMS, with_peak_map=True)
+    frames, bins = index.reference_peaks(12)
+
+    def z(offset: int, f: np.ndarray = frames, b: np.ndarray = bins) -> float:
+        return verify(fp.peak_map, f, b, offset_frames=offset, speed=1.0).z
+
+    assert z(start) > 5.0
+    assert z(start + int(2 * FRAME_RATE)) < 3.0
+    other_f, other_b = index.reference_peaks(13)
+    assert max(z(o, other_f, other_b) for o in range(0, 700, 50)) < 3.0
+
+
+def test_verifier_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator) -> None:
+    """A track the index does not hold lines up with no indexed track's peaks, wherever it is put."""
+    fp = fingerprint(_noisy(_track(7, duration_s=12.0)[SR : 6 * SR], snr_db=5.0, rng=rng), sr=SR,
+                     params=QUERY_PARAMS, with_peak_map=True)
+    for tid in index.tracks():
+        f, b = index.reference_peaks(tid)
+        assert max(verify(fp.peak_map, f, b, offset_frames=o, speed=1.0).z for o in range(0, 700, 50)) < 3.0
+
+
+def test_identify_verifies_candidates(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                      rng: np.random.Generator) -> None:
+    """With the index's peaks, a degraded excerpt is accepted with a strong verification; unknown audio is not."""
+    clip = _noisy(catalog[14][SR * 12 : SR * 17], snr_db=0.0, rng=rng)
+    res = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks)
+    assert res.match is not None and res.match.track_id == 14 and res.match.verified > 5.0
+    assert res.match.verified > max(c.verified for c in res.candidates[1:]) + 2.0, res.candidates
+    unknown = _noisy(_track(8, duration_s=12.0)[SR : 11 * SR], snr_db=10.0, rng=rng)
+    assert identify(unknown, sr=SR, lookup=index.lookup, peaks=index.reference_peaks).match is None

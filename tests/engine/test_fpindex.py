@@ -174,13 +174,15 @@ def test_concurrent_readers_never_see_half_an_index(tmp_path: Path) -> None:
     assert all(len(seen) == 40 for _, seen in results)
 
 
-def test_old_format_index_is_refused_with_a_way_out(tmp_path: Path) -> None:
-    """An index written by the 8 kHz fingerprinter (format 1) is refused, telling the user to re-index."""
+@pytest.mark.parametrize("old_format", ["mixwith-fpindex-1", "mixwith-fpindex-2"])
+def test_old_format_index_is_refused_with_a_way_out(tmp_path: Path, old_format: str) -> None:
+    """An index of the 8 kHz fingerprinter (format 1) or without reference peaks (2) is refused, telling
+    the user to re-index."""
     root = tmp_path / "ix"
     (root / "versions").mkdir(parents=True)
     (root / "segments").mkdir()
     (root / "versions" / "v00000000.json").write_text(
-        json.dumps({"format": "mixwith-fpindex-1", "version": 0, "hash_bits": 21, "segments": []})
+        json.dumps({"format": old_format, "version": 0, "hash_bits": 21, "segments": []})
     )
     (root / "CURRENT").write_text("0\n")
     for create in (False, True):
@@ -232,3 +234,34 @@ def test_answers_do_not_depend_on_the_dense_track_positions(tmp_path: Path) -> N
         assert 7 not in [a[0] for a in dense_answer]  # removed
     assert [m.track_id for m in match(_excerpt(_fake_fp(9), 50), idx.lookup, speeds=(1.0,))][:1] == [3]
     assert [m.track_id for m in match(_excerpt(_fake_fp(1), 200), idx.lookup, speeds=(1.0,))][:1] == [10**12]
+
+
+def _same_peaks(index: FingerprintIndex, track_id: int, fp: Fingerprints) -> bool:
+    frames, bins = index.reference_peaks(track_id)
+    order = np.lexsort((fp.peak_bins, fp.peak_frames))
+    return (np.array_equal(frames, fp.peak_frames[order])
+            and bool(np.all(np.abs(bins - fp.peak_bins[order]) <= 1 / 128 + 1e-6)))
+
+
+def test_reference_peaks_survive_add_remove_compact_and_reopen(tmp_path: Path) -> None:
+    """Each track's own peaks come back (to 1/64 bin) through every index operation; removed ones do not."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_segments=2)
+    fps = {i: _fake_fp(i) for i in range(1, 6)}
+    for tid, fp in fps.items():  # one segment per add, merged beyond two
+        idx.add(tid, fp)
+    assert all(_same_peaks(idx, tid, fp) for tid, fp in fps.items())
+    idx.remove([2])
+    idx.add(4, _fake_fp(44))
+    assert idx.reference_peaks(2)[0].size == 0
+    assert _same_peaks(idx, 4, _fake_fp(44))
+    idx.compact()
+    again = FingerprintIndex.open(tmp_path / "ix")
+    for tid in (1, 3, 5):
+        assert _same_peaks(again, tid, fps[tid])
+    assert _same_peaks(again, 4, _fake_fp(44))
+    assert again.reference_peaks(2)[0].size == 0 and again.reference_peaks(12345)[0].size == 0
+    # a window holds exactly the peaks of its frames
+    frames, _ = again.reference_peaks(3, 100, 400)
+    expected = fps[3].peak_frames[(fps[3].peak_frames >= 100) & (fps[3].peak_frames < 400)]
+    assert np.array_equal(frames, np.sort(expected))
+    assert 0 < again.stats().peak_bytes < again.stats().bytes

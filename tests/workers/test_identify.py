@@ -125,8 +125,8 @@ def test_identify_missing_file_is_one_sentence(env: dict[str, str], tmp_path: Pa
 def test_settings_read_identification_keys(tmp_path: Path) -> None:
     """The index directory and acceptance threshold come from the environment."""
     s = Settings.from_env({"MIXWITH_HOME": str(tmp_path), "MIXWITH_FP_INDEX_DIR": str(tmp_path / "fp"),
-                           "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE": "0.8"})
-    assert s.fingerprint_dir == tmp_path / "fp" and s.identify.accept_confidence == 0.8
+                           "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE": "0.9"})
+    assert s.fingerprint_dir == tmp_path / "fp" and s.identify.accept_confidence == 0.9
     assert Settings.from_env({"MIXWITH_HOME": str(tmp_path)}).fingerprint_dir == tmp_path / "fingerprints"
 
 
