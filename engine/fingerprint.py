@@ -628,10 +628,11 @@ def verify(
     A landmark hash survives only when both of its peaks do; a single peak is far more
     likely to. Every reference peak in the aligned window is mapped into the clip (time
     ``(t - offset) / speed``, frequency ``f * speed``) and looked up in the clip's peak
-    map (the contrast of the clip's local maximum there, if any); the same is done with the reference shifted by ``VERIFY_NULL_SHIFTS`` frames,
-    which measures what this clip and this track give by chance. The map is widened
-    by one frame and bin; the speed is refined by a third of a speed step either
-    way, at the shifted alignments likewise, so the refinement favours neither.
+    map (the contrast of the clip's local maximum there, if any); the same with the
+    reference shifted by ``VERIFY_NULL_SHIFTS`` frames measures what this clip and this
+    track give by chance. The map is widened by one frame and bin; the speed is refined
+    by a third of a speed step either way, at the shifted alignments likewise, so the
+    refinement favours neither.
 
     Parameters
     ----------
