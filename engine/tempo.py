@@ -434,6 +434,8 @@ def estimate_tempo(spec: Spectrogram, *, envelopes: OnsetEnvelopes | None = None
     lag = _refine_lag(acf, 60.0 * fr / bpm)
     bpm = round(60.0 * fr / lag, 1)
     confidence = float(np.clip(_peak_near(acf, lag, width=0.02), 0.0, 1.0))
-    # a pulse in one register of six recurs about a sixth as strongly in the whole mix
-    confidence = max(confidence, register_pulse / N_REGISTERS)
+    if confidence <= MIN_PULSE:
+        # the pulse falls on every other beat (half the beats carry it) or lives
+        # in one register of six (about a sixth as strong in the whole mix)
+        confidence = max(confidence, min(_peak_near(acf, 2 * lag, width=0.02), 1.0) / 2, register_pulse / N_REGISTERS)
     return TempoEstimate(bpm=bpm, alternates=_alternates(acf, bpm, fr), confidence=confidence)
