@@ -52,6 +52,72 @@ def _check_vectors(vectors: np.ndarray) -> np.ndarray:
     return v / np.maximum(norms, 1e-12)
 
 
+def window_match_scores(
+    query_windows: np.ndarray,
+    ref_windows: np.ndarray,
+    ref_owner: np.ndarray,
+    *,
+    n_tracks: int,
+    top_k: int = 1,
+) -> np.ndarray:
+    """Score every track by how well a clip's windows match the track's own windows.
+
+    A 10 s memo is one passage of a track; a whole-track mean blurs a track with
+    distinct sections (intro, drop, breakdown) into a vector the passage may be
+    far from. Here each query window takes the mean of its ``top_k`` best
+    cosine similarities among a track's windows (``top_k=1``: the best one),
+    and a track's score is the mean of that over the query windows.
+
+    Parameters
+    ----------
+    query_windows : np.ndarray [shape=(m, d)]
+        Window vectors of the query clip (normalised here); ``m = 1`` for a clip's mean vector.
+    ref_windows : np.ndarray [shape=(n, d)]
+        Window vectors of the catalog tracks (normalised here).
+    ref_owner : np.ndarray [shape=(n,), dtype=int]
+        Track position ``0 .. n_tracks-1`` of each reference window.
+    n_tracks : int
+        Number of tracks; a track without windows scores ``-inf``.
+    top_k : int
+        Best windows averaged per track and query window (a track with fewer uses all it has).
+
+    Returns
+    -------
+    scores : np.ndarray [shape=(n_tracks,), dtype=float32]
+        Cosine-like scores in [-1, 1] (``-inf`` for tracks without windows).
+    """
+    q = _check_vectors(query_windows)
+    r = _check_vectors(ref_windows)
+    owner = np.asarray(ref_owner)
+    if q.shape[1] != r.shape[1]:
+        raise ParameterError(f"query dimension {q.shape[1]} differs from the reference's {r.shape[1]}")
+    if owner.shape != (r.shape[0],) or not np.issubdtype(owner.dtype, np.integer):
+        raise ParameterError(f"ref_owner must be integers of shape ({r.shape[0]},), got {owner.dtype} {owner.shape}")
+    if n_tracks < 1 or owner.min() < 0 or owner.max() >= n_tracks:
+        raise ParameterError(f"ref_owner must lie in [0, {n_tracks}) and n_tracks >= 1")
+    if top_k < 1:
+        raise ParameterError(f"top_k must be >= 1, got {top_k}")
+    # Sort reference windows by owner so each track is one column segment.
+    order = np.argsort(owner, kind="stable")
+    owner_sorted = owner[order]
+    sims = q @ r[order].T  # (m, n)
+    starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
+    present = owner_sorted[starts]
+    if top_k == 1:
+        per = np.maximum.reduceat(sims, starts, axis=1)  # (m, n_present)
+    else:
+        # Descending sort inside each owner's segment, then a cumulative sum gives every top-k mean.
+        key = np.lexsort((-sims, np.broadcast_to(owner_sorted, sims.shape)), axis=1)
+        ranked = np.take_along_axis(sims, key, axis=1)
+        counts = np.diff(np.r_[starts, len(owner_sorted)])
+        take = np.minimum(counts, top_k)
+        csum = np.concatenate([np.zeros((len(q), 1), sims.dtype), np.cumsum(ranked, axis=1)], axis=1)
+        per = (csum[:, starts + take] - csum[:, starts]) / take
+    scores = np.full(n_tracks, -np.inf, np.float32)
+    scores[present] = per.mean(axis=0)
+    return scores
+
+
 def build_index(
     vectors: np.ndarray,
     ids: np.ndarray,
