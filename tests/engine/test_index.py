@@ -134,3 +134,27 @@ def test_window_match_top_k_is_the_mean_of_the_best_windows():
         window_match_scores(q, ref, owner, n_tracks=1)  # owner 1 is out of range
     with pytest.raises(ParameterError):
         window_match_scores(q[:, :4], ref, owner, n_tracks=2)
+
+
+def test_index_keeps_windows_for_clip_queries(tmp_path):
+    """A small build with window vectors answers a clip by its windows; without them, by the clip's mean."""
+    rng = np.random.default_rng(4)
+    a, b, c = _unit(rng.standard_normal((3, 16)))
+    t0 = _unit(np.r_[a + 0.05 * rng.standard_normal((10, 16)), b + 0.05 * rng.standard_normal((10, 16))])
+    t1 = _unit(0.6 * c + 0.8 * a + 0.05 * rng.standard_normal((20, 16)))
+    means = np.stack([_unit(t0.mean(axis=0)), _unit(t1.mean(axis=0))])
+    clip = _unit(a + 0.05 * rng.standard_normal((4, 16)))
+    rows = np.r_[np.zeros(20, int), np.ones(20, int)]
+    build_index(means, np.array([70, 71]), root=tmp_path / "w", model_version="m1",
+                windows=np.r_[t0, t1], window_rows=rows)
+    build_index(means, np.array([70, 71]), root=tmp_path / "m", model_version="m1")
+    with_w, without = VectorIndex.load(tmp_path / "w", "m1"), VectorIndex.load(tmp_path / "m", "m1")
+    assert with_w.has_windows and not without.has_windows
+    assert [h.item_id for h in with_w.query_windows(clip, k=2)] == [70, 71]
+    assert [h.item_id for h in without.query_windows(clip, k=2)] == [71, 70]  # the mean picks the other track
+    assert [h.item_id for h in with_w.query_windows(clip, k=2, exclude=frozenset({70}))] == [71]
+    rows_back, wins = with_w.window_vectors()
+    assert wins.shape == (40, 16) and list(rows_back) == list(rows)
+    with pytest.raises(ParameterError):
+        build_index(means, np.array([70, 71]), root=tmp_path / "x", model_version="m1",
+                    windows=np.r_[t0, t1], window_rows=rows + 5)
