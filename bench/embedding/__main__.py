@@ -1,11 +1,15 @@
 """Sounds-like benchmark: our CNN vs the MFCC/chroma/tonnetz/contrast baseline vs random, and Annoy at scale.
 
     python -m bench.embedding [--quick] [--manifest PATH] [--weights PATH] [--track-hop S]
+                              [--clips-per-track N] [--threads N]
                               [--ann-items N] [--ann-trees N] [--ann-queries N] [--ann-jobs N]
 
 (a) a 10 s window, clean and voice-memo degraded (AAC 32 kb/s, band-pass, room,
     noise at 5-15 dB SNR), finds its own track among all dev tracks: top-1 / top-10;
-    queries are the held-out tracks the model never trained on (and, for reference, all tracks);
+    queries are the held-out tracks the model never trained on (and, for reference, all tracks),
+    N seeded windows per track (default 4; the first is the single window of earlier runs);
+    the clip is matched by its mean vector against track means (``cnn``) and window by window
+    against the tracks' stored windows (``cnn_win_max`` / ``cnn_win_top3``, engine.index.window_match_scores);
 (b) same-soundtrack precision@5 (one Debian package = one weak style label), queries held out;
 (c) embedding speed × realtime on one CPU thread;
 (d) Annoy on synthetic clustered 128-d vectors: build, mmap load, recall@10 vs exact, p50/p99 latency.
