@@ -6,6 +6,9 @@ One index per model version lives in its own directory::
     <root>/<model_version>/<build_id>/items.ann   Annoy trees (memory-mapped on load)
     <root>/<model_version>/<build_id>/ids.npy     row → track id
     <root>/<model_version>/<build_id>/vectors.npy only for small catalogs (exact search)
+    <root>/<model_version>/<build_id>/windows.npy, window_rows.npy
+                                                  optional, small catalogs: every track's window
+                                                  vectors (float16) and the row each belongs to
 
 A build writes a fresh ``build_id`` directory and then replaces ``CURRENT``
 with ``os.replace`` (atomic on POSIX), so every worker either sees the old
@@ -52,6 +55,72 @@ def _check_vectors(vectors: np.ndarray) -> np.ndarray:
     return v / np.maximum(norms, 1e-12)
 
 
+def window_match_scores(
+    query_windows: np.ndarray,
+    ref_windows: np.ndarray,
+    ref_owner: np.ndarray,
+    *,
+    n_tracks: int,
+    top_k: int = 1,
+) -> np.ndarray:
+    """Score every track by how well a clip's windows match the track's own windows.
+
+    A 10 s memo is one passage of a track; a whole-track mean blurs a track with
+    distinct sections (intro, drop, breakdown) into a vector the passage may be
+    far from. Here each query window takes the mean of its ``top_k`` best
+    cosine similarities among a track's windows (``top_k=1``: the best one),
+    and a track's score is the mean of that over the query windows.
+
+    Parameters
+    ----------
+    query_windows : np.ndarray [shape=(m, d)]
+        Window vectors of the query clip (normalised here); ``m = 1`` for a clip's mean vector.
+    ref_windows : np.ndarray [shape=(n, d)]
+        Window vectors of the catalog tracks (normalised here).
+    ref_owner : np.ndarray [shape=(n,), dtype=int]
+        Track position ``0 .. n_tracks-1`` of each reference window.
+    n_tracks : int
+        Number of tracks; a track without windows scores ``-inf``.
+    top_k : int
+        Best windows averaged per track and query window (a track with fewer uses all it has).
+
+    Returns
+    -------
+    scores : np.ndarray [shape=(n_tracks,), dtype=float32]
+        Cosine-like scores in [-1, 1] (``-inf`` for tracks without windows).
+    """
+    q = _check_vectors(query_windows)
+    r = _check_vectors(ref_windows)
+    owner = np.asarray(ref_owner)
+    if q.shape[1] != r.shape[1]:
+        raise ParameterError(f"query dimension {q.shape[1]} differs from the reference's {r.shape[1]}")
+    if owner.shape != (r.shape[0],) or not np.issubdtype(owner.dtype, np.integer):
+        raise ParameterError(f"ref_owner must be integers of shape ({r.shape[0]},), got {owner.dtype} {owner.shape}")
+    if n_tracks < 1 or owner.min() < 0 or owner.max() >= n_tracks:
+        raise ParameterError(f"ref_owner must lie in [0, {n_tracks}) and n_tracks >= 1")
+    if top_k < 1:
+        raise ParameterError(f"top_k must be >= 1, got {top_k}")
+    # Sort reference windows by owner so each track is one column segment.
+    order = np.argsort(owner, kind="stable")
+    owner_sorted = owner[order]
+    sims = q @ r[order].T  # (m, n)
+    starts = np.flatnonzero(np.r_[True, owner_sorted[1:] != owner_sorted[:-1]])
+    present = owner_sorted[starts]
+    if top_k == 1:
+        per = np.maximum.reduceat(sims, starts, axis=1)  # (m, n_present)
+    else:
+        # Descending sort inside each owner's segment, then a cumulative sum gives every top-k mean.
+        key = np.lexsort((-sims, np.broadcast_to(owner_sorted, sims.shape)), axis=1)
+        ranked = np.take_along_axis(sims, key, axis=1)
+        counts = np.diff(np.r_[starts, len(owner_sorted)])
+        take = np.minimum(counts, top_k)
+        csum = np.concatenate([np.zeros((len(q), 1), sims.dtype), np.cumsum(ranked, axis=1)], axis=1)
+        per = (csum[:, starts + take] - csum[:, starts]) / take
+    scores = np.full(n_tracks, -np.inf, np.float32)
+    scores[present] = per.mean(axis=0)
+    return scores
+
+
 def build_index(
     vectors: np.ndarray,
     ids: np.ndarray,
@@ -63,6 +132,8 @@ def build_index(
     n_jobs: int = -1,
     seed: int = 0,
     keep_builds: int = 2,
+    windows: np.ndarray | None = None,
+    window_rows: np.ndarray | None = None,
 ) -> Path:
     """Build an index for ``vectors`` and make it the live one for ``model_version``.
 
@@ -85,6 +156,11 @@ def build_index(
         Annoy's seed, so a build is reproducible.
     keep_builds : int
         Older builds kept beside the live one (a worker may still map them).
+    windows : np.ndarray [shape=(m, d)] or None
+        Window vectors of the tracks, kept (float16) for :meth:`VectorIndex.query_windows`;
+        only in exact mode (a catalog big enough for Annoy would make them too large to scan).
+    window_rows : np.ndarray [shape=(m,), dtype=int] or None
+        Row of ``vectors`` (not track id) each window belongs to; required with ``windows``.
 
     Returns
     -------
@@ -102,9 +178,20 @@ def build_index(
     tmp_dir.mkdir(parents=True)
     n, d = v.shape
     mode = "exact" if n < exact_below else "annoy"
+    if (windows is None) != (window_rows is None):
+        raise ParameterError("windows and window_rows go together")
+    if windows is not None:
+        w = _check_vectors(windows)
+        rows = np.asarray(window_rows)
+        if w.shape[1] != v.shape[1] or rows.shape != (w.shape[0],) or not np.issubdtype(rows.dtype, np.integer) \
+                or rows.min() < 0 or rows.max() >= v.shape[0]:
+            raise ParameterError("windows must match the vectors' dimension and window_rows must index their rows")
     np.save(tmp_dir / "ids.npy", ids.astype(np.int64))
     if mode == "exact":
         np.save(tmp_dir / "vectors.npy", v)
+        if windows is not None:
+            np.save(tmp_dir / "windows.npy", w.astype(np.float16))
+            np.save(tmp_dir / "window_rows.npy", rows.astype(np.int64))
     else:
         from annoy import AnnoyIndex
 
@@ -171,6 +258,16 @@ class VectorIndex:
             self._ann.load(str(build_dir / "items.ann"), prefault=False)  # mmap, shared by workers
         else:
             self._vectors = np.load(build_dir / "vectors.npy")
+        self._windows: np.ndarray | None = None
+        self._window_rows: np.ndarray | None = None
+        if (build_dir / "windows.npy").is_file():
+            self._windows = np.load(build_dir / "windows.npy").astype(np.float32)
+            self._window_rows = np.load(build_dir / "window_rows.npy")
+
+    @property
+    def has_windows(self) -> bool:
+        """True when this build keeps window vectors (small catalogs built with them)."""
+        return self._windows is not None
 
     @classmethod
     def load(cls, root: str | os.PathLike[str], model_version: str, *, search_k: int = -1) -> "VectorIndex":
@@ -221,6 +318,38 @@ class VectorIndex:
             if len(out) == k:
                 break
         return out
+
+    def query_windows(self, windows: np.ndarray, *, k: int = 10, exclude: frozenset[int] = frozenset(),
+                      top_k: int = 1) -> list[Neighbour]:
+        """The ``k`` tracks whose stored windows best match a clip's ``windows`` (m, d).
+
+        Scores are :func:`window_match_scores` (a cosine in [-1, 1]). A build without
+        window vectors answers with the clip's mean vector through :meth:`query`.
+        """
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] != self.dim:
+            raise ParameterError(f"windows must have shape (m >= 1, {self.dim}), got {w.shape}")
+        if self._windows is None:
+            mean = w.mean(axis=0)
+            return self.query(mean, k=k, exclude=exclude)
+        if k < 1:
+            raise ParameterError(f"k must be >= 1, got {k}")
+        scores = window_match_scores(w, self._windows, self._window_rows, n_tracks=len(self), top_k=top_k)
+        out = []
+        for r in np.argsort(-scores, kind="stable"):
+            item = int(self.ids[r])
+            if item in exclude or not np.isfinite(scores[r]):
+                continue
+            out.append(Neighbour(item_id=item, similarity=float(scores[r])))
+            if len(out) == k:
+                break
+        return out
+
+    def window_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(window_rows, windows)`` of this build, or None when it keeps none."""
+        if self._windows is None:
+            return None
+        return np.asarray(self._window_rows), self._windows
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All ``(ids, vectors)`` of this build, so a rebuild can reuse them instead of re-embedding."""

@@ -323,10 +323,18 @@ def embed_file(path: str | os.PathLike[str], *, embedder: "Embedder", model_vers
     return embed_audio(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
 
 
-def sound_scores(index: "VectorIndex", vector: np.ndarray, *, k: int,
-                 exclude: frozenset[int] = frozenset()) -> dict[int, float]:
-    """Sounds-like neighbours of ``vector`` as ``{track_id: similarity in [0, 1]}`` for the ranker."""
-    return {n.item_id: max(0.0, min(1.0, n.similarity)) for n in index.query(vector, k=k, exclude=exclude)}
+def sound_scores(index: "VectorIndex", vector: np.ndarray, *, k: int, exclude: frozenset[int] = frozenset(),
+                 windows: np.ndarray | None = None) -> dict[int, float]:
+    """Sounds-like neighbours as ``{track_id: similarity in [0, 1]}`` for the ranker.
+
+    With a clip's ``windows`` and an index that keeps window vectors, tracks are matched
+    window by window (:meth:`engine.index.VectorIndex.query_windows`); otherwise by ``vector``.
+    """
+    if windows is not None and index.has_windows:
+        hits = index.query_windows(windows, k=k, exclude=exclude)
+    else:
+        hits = index.query(vector, k=k, exclude=exclude)
+    return {n.item_id: max(0.0, min(1.0, n.similarity)) for n in hits}
 
 
 @dataclass(frozen=True)
@@ -359,7 +367,10 @@ async def build_catalog_index(
 
     Vectors are kept in ``track_vectors`` per model version (and, for builds
     made before that table was written, read back from the live index), so a
-    rebuild after ``catalog add`` embeds only the new files. A new model
+    rebuild after ``catalog add`` embeds only the new files. Catalogs below
+    ``index_exact_below`` also keep window vectors in the build (read back from
+    the live build on a rebuild; a track whose windows are missing is embedded
+    again), which clip queries match against. A new model
     version finds no rows of its own and embeds everything. The build is
     recorded in ``model_versions`` (kind ``annoy``) and made active.
     """
@@ -375,32 +386,56 @@ async def build_catalog_index(
     async with pool.acquire() as conn:
         rows = await tracks_q.list_tracks(conn)
         stored = await vectors_q.for_version(conn, model_version)
+    # Small (exact-search) catalogs also keep every track's window vectors, so a clip can be matched
+    # against the passage it came from rather than a whole-track mean (index.query_windows).
+    keep_windows = len(rows) < es.index_exact_below
     known: dict[int, np.ndarray] = {}
-    # the live index only matters for tracks the table lacks (builds from before it was written)
-    if any(r.id not in stored for r in rows) and live_build(root, model_version) is not None:
+    known_windows: dict[int, np.ndarray] = {}
+    missing = any(r.id not in stored for r in rows)
+    # the live index matters for tracks the table lacks (builds from before it was written) and for windows
+    if (missing or keep_windows) and live_build(root, model_version) is not None:
         old = VectorIndex.load(root, model_version)
-        ids, vecs = old.vectors()
-        known = {int(i): v for i, v in zip(ids, vecs)}
+        if missing:
+            ids, vecs = old.vectors()
+            known = {int(i): v for i, v in zip(ids, vecs)}
+        old_windows = old.window_vectors() if keep_windows else None
+        if old_windows is not None:
+            wrows, wins = old_windows
+            old_ids = np.asarray(old.ids)
+            order = np.argsort(wrows, kind="stable")
+            cuts = np.flatnonzero(np.diff(wrows[order])) + 1
+            for part in np.split(order, cuts):
+                known_windows[int(old_ids[wrows[part[0]]])] = wins[part]
         old.close()
     known.update((tid, np.asarray(v, np.float32)) for tid, v in stored.items())
     loop = asyncio.get_running_loop()
     vectors: dict[int, np.ndarray] = {}
+    windows: dict[int, np.ndarray] = {}
     failed: list[tuple[int, str]] = []
     embedded = 0
     for n, row in enumerate(rows, 1):
-        if row.id in known:
+        if row.id in known and (not keep_windows or row.id in known_windows):
             vectors[row.id] = known[row.id]
+            if keep_windows:
+                windows[row.id] = known_windows[row.id]
         elif not row.path:
-            failed.append((row.id, "no audio file (a linked track): nothing to embed"))
+            if row.id in known:
+                vectors[row.id] = known[row.id]
+            else:
+                failed.append((row.id, "no audio file (a linked track): nothing to embed"))
         else:
             try:
                 te = await loop.run_in_executor(None, lambda p=row.path: embed_file(
                     p, embedder=embedder, model_version=model_version, limits=settings.audio.limits,
                     max_seconds=es.max_seconds))
-                vectors[row.id] = te.vector
+                vectors[row.id] = known.get(row.id, te.vector)
+                windows[row.id] = te.windows
                 embedded += 1
             except DecodeError as exc:
-                failed.append((row.id, exc.reason))
+                if row.id in known:  # the stored vector still serves; only its windows are missing
+                    vectors[row.id] = known[row.id]
+                else:
+                    failed.append((row.id, exc.reason))
         if on_progress:
             on_progress(n, len(rows), row.path)
     if not vectors:
@@ -412,9 +447,15 @@ async def build_catalog_index(
     async with pool.acquire() as conn:
         await vectors_q.upsert(conn, model_version=model_version,
                                vectors=((int(i), vectors[int(i)].tolist()) for i in ids if int(i) not in stored))
+    win_mat = win_rows = None
+    if keep_windows:
+        # a track without windows (no audio file, or it failed to decode) stands in with its mean vector
+        parts = [windows.get(int(i), vectors[int(i)][None]) for i in ids]
+        win_mat = np.concatenate(parts).astype(np.float32)
+        win_rows = np.concatenate([np.full(len(p), r) for r, p in enumerate(parts)])
     build_dir = await loop.run_in_executor(None, lambda: build_index(
         mat, ids, root=root, model_version=model_version, n_trees=es.index_trees,
-        exact_below=es.index_exact_below))
+        exact_below=es.index_exact_below, windows=win_mat, window_rows=win_rows))
     mode = "exact" if len(ids) < es.index_exact_below else "annoy"
     report = IndexReport(model_version=model_version, build_dir=str(build_dir), n_items=len(ids), embedded=embedded,
                          reused=len(ids) - embedded, failed=tuple(failed), mode=mode)
@@ -453,6 +494,6 @@ def sounds_like_file(
     y = load(path, sr=embedder.sr, limits=settings.audio.limits, max_seconds=es.max_seconds)
     if len(y) < 60 * embedder.sr:
         te = embed_clip(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
-    else:
-        te = embed_audio(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
+        return sound_scores(index, te.vector, k=es.candidates, exclude=exclude, windows=te.windows)
+    te = embed_audio(y, sr=embedder.sr, embedder=embedder, model_version=model_version)
     return sound_scores(index, te.vector, k=es.candidates, exclude=exclude)

@@ -174,3 +174,27 @@ def degrade(y: torch.Tensor, *, sr: int, g: torch.Generator, memo: VoiceMemo = V
     drive = _uniform(b, 1.5, 4.0, g, dev)
     clipped = torch.tanh(out * drive[:, None]) / torch.tanh(drive[:, None])
     return torch.where(m[:, None], clipped, out)
+
+
+def spec_masks(
+    batch: int, n_mels: int, n_frames: int, *, g: torch.Generator, device: torch.device,
+    freq_masks: int, max_bands: int, time_masks: int, max_frames: int,
+) -> torch.Tensor:
+    """SpecAugment-style masks: True where a log-mel cell is hidden, shape ``(batch, n_mels, n_frames)``.
+
+    Each example gets ``freq_masks`` bands of 0..``max_bands`` mel bins and
+    ``time_masks`` spans of 0..``max_frames`` frames, at uniform positions.
+    Hiding parts of the spectrum makes the embedding rely on more than one
+    cue (a phone mic can lose a band; a shout can cover a beat).
+    """
+    if min(batch, n_mels, n_frames) < 1 or min(freq_masks, max_bands, time_masks, max_frames) < 0:
+        raise ParameterError("mask sizes must be non-negative and the spectrogram non-empty")
+    mask = torch.zeros(batch, n_mels, n_frames, dtype=torch.bool, device=device)
+    for count, width_max, size, axis in ((freq_masks, max_bands, n_mels, 1), (time_masks, max_frames, n_frames, 2)):
+        pos = torch.arange(size, device=device)
+        for _ in range(count):
+            width = torch.randint(0, min(width_max, size) + 1, (batch,), generator=g, device=device)
+            start = (torch.rand(batch, generator=g, device=device) * (size - width + 1)).long()
+            hit = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + width)[:, None])
+            mask |= hit[:, :, None] if axis == 1 else hit[:, None, :]
+    return mask

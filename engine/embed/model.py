@@ -100,11 +100,17 @@ class SoundsLikeNet(nn.Module):
         self.proj = nn.Linear(2 * config.width, config.embed_dim)
         self.classifier = nn.Linear(config.embed_dim, config.n_classes) if config.n_classes > 0 else None
 
-    def features(self, y: torch.Tensor) -> torch.Tensor:
-        """Unnormalised embedding before the L2 step, shape ``(batch, embed_dim)``."""
+    def features(self, y: torch.Tensor, *, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Unnormalised embedding before the L2 step, shape ``(batch, embed_dim)``.
+
+        ``mel_mask`` (training only): boolean ``(batch, n_mels, n_frames)``, True cells are
+        set to the window's mean level (SpecAugment), after the level is removed.
+        """
         x = self.frontend(y)
         # Remove the overall level: a quiet phone recording and a master are the same track.
         x = x - x.mean(dim=(1, 2), keepdim=True)
+        if mel_mask is not None:
+            x = x.masked_fill(mel_mask, 0.0)
         x = self.input_norm(x.unsqueeze(1))
         x = self.stem(x)
         b, c, f, t = x.shape
@@ -113,8 +119,8 @@ class SoundsLikeNet(nn.Module):
         pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
         return self.proj(pooled)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.features(y).float(), dim=1)
+    def forward(self, y: torch.Tensor, *, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return nn.functional.normalize(self.features(y, mel_mask=mel_mask).float(), dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

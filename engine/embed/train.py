@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.embed.augment import EVAL_MEMO, VoiceMemo, change_speed, degrade
+from engine.embed.augment import EVAL_MEMO, VoiceMemo, change_speed, degrade, spec_masks
+from engine.embed.features import n_frames
 from engine.embed.model import Embedder, ModelConfig, SoundsLikeNet, frame_windows, mean_vector
 from engine.errors import ParameterError
 
@@ -76,6 +77,11 @@ class TrainConfig:
     max_speed_change: float = 0.03
     supervised_weight: float = 0.5
     group_weight: float = 0.3  # weight of the same-group positive term; 0 = plain InfoNCE
+    # SpecAugment on both views: masks per window and their largest size (mel bins / 20 ms frames); 0 = off
+    freq_masks: int = 0
+    freq_mask_bands: int = 8
+    time_masks: int = 0
+    time_mask_frames: int = 20
     eval_every: int = 100
     log_every: int = 10
     checkpoint_every: int = 50
@@ -276,9 +282,16 @@ def train_embedder(
             b = degrade(b, sr=sr, g=g)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, config)
+            masks = [None, None]
+            if config.freq_masks or config.time_masks:
+                frames = n_frames(window)
+                masks = [spec_masks(len(a), model.frontend.n_mels, frames, g=g, device=device,
+                                    freq_masks=config.freq_masks, max_bands=config.freq_mask_bands,
+                                    time_masks=config.time_masks, max_frames=config.time_mask_frames)
+                         for _ in range(2)]
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            za = model(a)
-            zb = model(b)
+            za = model(a, mel_mask=masks[0])
+            zb = model(b, mel_mask=masks[1])
             loss = nt_xent(za, zb, temperature=config.temperature)
             if config.group_weight > 0 and (grp >= 0).any():
                 loss = loss + config.group_weight * group_contrastive(

@@ -51,3 +51,21 @@ def test_degrade_adds_noise_at_the_asked_snr():
     out = degrade(y, sr=SR, g=torch.Generator().manual_seed(1), memo=memo)
     snr = 10 * np.log10(float(y.square().mean()) / float((out - y).square().mean()))
     assert abs(snr - 10.0) < 1.0
+
+
+def test_spec_masks_are_seeded_and_sized():
+    """SpecAugment masks repeat with a seed and hide at most the asked bands and frames."""
+    from engine.embed.augment import spec_masks
+
+    kw = dict(device=torch.device("cpu"), freq_masks=1, max_bands=8, time_masks=1, max_frames=20)
+    a = spec_masks(16, 64, 151, g=torch.Generator().manual_seed(3), **kw)
+    b = spec_masks(16, 64, 151, g=torch.Generator().manual_seed(3), **kw)
+    assert a.shape == (16, 64, 151) and torch.equal(a, b)
+    bands = a.all(dim=2).sum(dim=1)  # bins hidden over the whole window
+    frames = a.all(dim=1).sum(dim=1)
+    assert int(bands.max()) <= 8 and int(frames.max()) <= 20 and a.any()
+    # every hidden cell is in a hidden band or a hidden span, never scattered
+    assert torch.equal(a, a.all(dim=2, keepdim=True) | a.all(dim=1, keepdim=True))
+    none = spec_masks(4, 64, 151, g=torch.Generator().manual_seed(3), device=torch.device("cpu"),
+                      freq_masks=0, max_bands=8, time_masks=0, max_frames=20)
+    assert not none.any()

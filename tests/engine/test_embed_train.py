@@ -156,3 +156,15 @@ def test_group_weight_zero_is_plain_infonce(tracks):
     b = train_embedder(tracks, config=_config(steps=3, group_weight=0.0), model_config=TINY).model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k])
+
+
+def test_spec_augment_changes_training_and_stays_seeded(tracks):
+    """Masking is part of the seeded run: same seed same weights, and different weights from no masking."""
+    torch.set_num_threads(1)
+    cfg = _config(steps=3, freq_masks=2, freq_mask_bands=8, time_masks=2, time_mask_frames=10)
+    a = train_embedder(tracks, config=cfg, model_config=TINY).model.state_dict()
+    b = train_embedder(tracks, config=cfg, model_config=TINY).model.state_dict()
+    plain = train_embedder(tracks, config=_config(steps=3), model_config=TINY).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert any(not torch.allclose(a[k].float(), plain[k].float()) for k in a if a[k].is_floating_point())

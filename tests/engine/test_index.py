@@ -92,3 +92,69 @@ def test_bad_inputs_are_rejected(vectors, tmp_path):
         idx.query(np.zeros(32, np.float32))
     with pytest.raises(ParameterError, match="shape"):
         idx.query(np.ones(8, np.float32))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_window_match_finds_a_section_the_mean_misses():
+    """A clip of one section of a two-section track matches it by windows, though the track's mean is far."""
+    from engine.index import window_match_scores
+
+    rng = np.random.default_rng(11)
+    a, b, c = _unit(rng.standard_normal((3, 16)))
+    # track 0: half section a, half section b; track 1: c with a little of a (its mean sits nearer a)
+    t0 = _unit(np.r_[a + 0.05 * rng.standard_normal((10, 16)), b + 0.05 * rng.standard_normal((10, 16))])
+    t1 = _unit(0.6 * c + 0.8 * a + 0.05 * rng.standard_normal((20, 16)))
+    ref = np.r_[t0, t1]
+    owner = np.r_[np.zeros(20, int), np.ones(20, int)]
+    clip = _unit(a + 0.05 * rng.standard_normal((4, 16)))
+    means = np.stack([_unit(t0.mean(axis=0)), _unit(t1.mean(axis=0))])
+    assert int(np.argmax(means @ _unit(clip.mean(axis=0)))) == 1  # the whole-track mean picks the wrong track
+    scores = window_match_scores(clip, ref, owner, n_tracks=3, top_k=1)
+    assert int(np.argmax(scores)) == 0
+    assert scores[2] == -np.inf  # a track without windows never wins
+
+
+def test_window_match_top_k_is_the_mean_of_the_best_windows():
+    """top_k averages each query window's k best similarities within a track (all of them when fewer)."""
+    from engine.index import window_match_scores
+
+    rng = np.random.default_rng(2)
+    ref = _unit(rng.standard_normal((30, 8)))
+    owner = rng.permutation(np.r_[np.zeros(27, int), np.ones(3, int)])  # interleaved, not sorted by track
+    q = _unit(rng.standard_normal((2, 8)))
+    for k in (1, 3, 5):
+        got = window_match_scores(q, ref, owner, n_tracks=2, top_k=k)
+        for t in range(2):
+            sims = np.sort(q @ ref[owner == t].T, axis=1)[:, ::-1][:, :k]
+            assert got[t] == pytest.approx(sims.mean(axis=1).mean(), abs=1e-5)
+    with pytest.raises(ParameterError):
+        window_match_scores(q, ref, owner, n_tracks=1)  # owner 1 is out of range
+    with pytest.raises(ParameterError):
+        window_match_scores(q[:, :4], ref, owner, n_tracks=2)
+
+
+def test_index_keeps_windows_for_clip_queries(tmp_path):
+    """A small build with window vectors answers a clip by its windows; without them, by the clip's mean."""
+    rng = np.random.default_rng(4)
+    a, b, c = _unit(rng.standard_normal((3, 16)))
+    t0 = _unit(np.r_[a + 0.05 * rng.standard_normal((10, 16)), b + 0.05 * rng.standard_normal((10, 16))])
+    t1 = _unit(0.6 * c + 0.8 * a + 0.05 * rng.standard_normal((20, 16)))
+    means = np.stack([_unit(t0.mean(axis=0)), _unit(t1.mean(axis=0))])
+    clip = _unit(a + 0.05 * rng.standard_normal((4, 16)))
+    rows = np.r_[np.zeros(20, int), np.ones(20, int)]
+    build_index(means, np.array([70, 71]), root=tmp_path / "w", model_version="m1",
+                windows=np.r_[t0, t1], window_rows=rows)
+    build_index(means, np.array([70, 71]), root=tmp_path / "m", model_version="m1")
+    with_w, without = VectorIndex.load(tmp_path / "w", "m1"), VectorIndex.load(tmp_path / "m", "m1")
+    assert with_w.has_windows and not without.has_windows
+    assert [h.item_id for h in with_w.query_windows(clip, k=2)] == [70, 71]
+    assert [h.item_id for h in without.query_windows(clip, k=2)] == [71, 70]  # the mean picks the other track
+    assert [h.item_id for h in with_w.query_windows(clip, k=2, exclude=frozenset({70}))] == [71]
+    rows_back, wins = with_w.window_vectors()
+    assert wins.shape == (40, 16) and list(rows_back) == list(rows)
+    with pytest.raises(ParameterError):
+        build_index(means, np.array([70, 71]), root=tmp_path / "x", model_version="m1",
+                    windows=np.r_[t0, t1], window_rows=rows + 5)

@@ -128,6 +128,12 @@ async def test_index_build_embeds_records_and_reuses(pool, settings, weights, wr
     clip = write_track("clip.wav", style="house", bpm=120, key=Key(0, "minor"), duration_s=8.0, seed=0)
     near = sounds_like_file(clip, settings=settings, embedder=embedder, model_version=version, index=index)
     assert set(near) == {int(i) for i in ids}
+    # a small catalog keeps window vectors, and the clip (t0's audio) is matched window by window
+    assert index.has_windows
+    rows_w, _ = index.window_vectors()
+    assert set(rows_w.tolist()) == {0, 1, 2}
+    t0_id = next(int(i) for i, v in zip(ids, vecs) if np.allclose(v, vecs[0]))
+    assert max(near, key=near.get) == t0_id and near[t0_id] > 0.99
 
     second = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
     assert (second.embedded, second.reused) == (0, 3)
@@ -151,12 +157,21 @@ async def test_index_build_stores_vectors_per_model_version(pool, settings, weig
     for tid, vec in zip(ids, vecs):  # the database holds the very vectors the index serves
         np.testing.assert_allclose(stored[int(tid)], vec, atol=1e-5)
 
-    # With the index directory gone, the stored vectors still spare the re-embedding.
+    # With the index directory gone, the stored vectors are still served, but a small catalog's
+    # window vectors lived only in the build: its tracks are embedded again for them.
     import shutil
 
     shutil.rmtree(settings.index_dir)
     again = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
-    assert (again.embedded, again.reused) == (0, 2)
+    assert again.embedded == 2 and VectorIndex.load(settings.index_dir, version).has_windows
+    ids2, vecs2 = VectorIndex.load(settings.index_dir, version).vectors()
+    for tid, vec in zip(ids2, vecs2):
+        np.testing.assert_allclose(stored[int(tid)], vec, atol=1e-5)
+    # a catalog too big to keep windows (here: the threshold at 0) reuses the stored vectors alone
+    big = dataclasses.replace(settings, embed=dataclasses.replace(settings.embed, index_exact_below=0))
+    shutil.rmtree(settings.index_dir)
+    annoy = await build_catalog_index(pool, settings=big, embedder=embedder, model_version=version)
+    assert (annoy.embedded, annoy.reused, annoy.mode) == (0, 2, "annoy")
 
     other = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version="test-v2")
     assert other.embedded == 2
