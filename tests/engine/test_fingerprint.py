@@ -234,6 +234,22 @@ def test_verifier_tells_the_true_alignment_from_wrong_ones(catalog: dict[int, np
     assert max(z(o, other_f, other_b) for o in range(0, 700, 50)) < 3.0
 
 
+def test_verifier_sees_a_locked_loop_at_its_offset(rng: np.random.Generator) -> None:
+    """A track that is one short loop over and over still verifies in a noisy excerpt at its offset.
+
+    8 of the 10 null time shifts are within a frame of a repeat of the loop; without leaving the
+    track's own repetitions out of the null, such an excerpt scored at chance (z < 1).
+    """
+    loop_frames = 12  # 0.38 s
+    for i in (0, 3):
+        y = np.tile(_track(i, duration_s=4.0)[SR : SR + loop_frames * 512], 80)
+        ref = fingerprint(y, sr=SR)
+        start = 4 * loop_frames
+        clip = _noisy(y[start * 512 : start * 512 + 6 * SR], snr_db=5.0, rng=rng)
+        fp = fingerprint(clip, sr=SR, params=QUERY_PARAMS, with_peak_map=True)
+        assert verify(fp.peak_map, ref.verify_frames, ref.verify_bins, offset_frames=start, speed=1.0).z > 3.0
+
+
 def test_verifier_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator) -> None:
     """A track the index does not hold lines up with no indexed track's peaks, wherever it is put."""
     fp = fingerprint(_noisy(_track(7, duration_s=12.0)[SR : 6 * SR], snr_db=5.0, rng=rng), sr=SR,
