@@ -34,6 +34,7 @@ Method
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -145,6 +146,15 @@ class OnsetEnvelopes:
     frame_rate: float
     registers: np.ndarray | None = None
     attack: np.ndarray | None = None
+
+    @cached_property
+    def register_acfs(self) -> list[np.ndarray | None]:
+        """Autocorrelation of each register (None where it is flat or not finite), computed once:
+        the soft-pulse check and the register pulse gate may both need them."""
+        if self.registers is None:
+            return []
+        acfs = [_autocorrelation(r) for r in self.registers]
+        return [a if np.isfinite(a).all() and a[0] > 0 else None for a in acfs]
 
 
 def _band_matrix(freqs: np.ndarray, *, n_bands: int, fmin: float, fmax: float) -> np.ndarray:
@@ -292,11 +302,8 @@ def _beat_acf(env: OnsetEnvelopes, acf: np.ndarray) -> np.ndarray | None:
     if env.registers is None or env.attack is None or not len(lags):
         return None
     best, best_acf = 0.0, None
-    for reg, skew in zip(env.registers, env.attack):
-        if skew < ATTACK_SKEW:
-            continue
-        r = _autocorrelation(reg)
-        if np.isfinite(r).all() and r[0] > 0 and float(np.max(_at(r, lags))) > best:
+    for r, skew in zip(env.register_acfs, env.attack):
+        if skew >= ATTACK_SKEW and r is not None and float(np.max(_at(r, lags))) > best:
             best, best_acf = float(np.max(_at(r, lags))), r
     return best_acf if best >= SOFT_PULSE_RECURRENCE else None
 
@@ -313,9 +320,8 @@ def _register_pulse(env: OnsetEnvelopes, beat_lag: float) -> float:
     if env.registers is None or not len(_lags_shown(np.array([2 * beat_lag]), env.registers.shape[1])):
         return 0.0
     best = 0.0
-    for r in env.registers:
-        acf = _autocorrelation(r)
-        if np.isfinite(acf).all() and acf[0] > 0:
+    for acf in env.register_acfs:
+        if acf is not None:
             best = max(best, _peak_near(acf, beat_lag), _peak_near(acf, 2 * beat_lag))
     return best
 
