@@ -33,7 +33,7 @@ from db.queries import jobs as jobs_q
 from db.queries import models as models_q
 from workers import pipeline
 from workers.batching import MicroBatcher
-from workers.catalog import add_paths
+from workers.catalog import add_to_catalog
 from workers.errors import InputError, MixwithError, TransientError
 from workers.jobs import INTERNAL_ERROR, Answer, JobHandle, JobStore
 from workers.messages import MixRequest, MixResult, Progress, Stage
@@ -421,9 +421,12 @@ class Worker:
         def on_progress(done: int, total: int, path: str) -> None:
             ctx.send(Progress(ctx.request_id, "analysing", f"{done}/{total}"))
 
-        report = await add_paths(self.pool, paths, audio=self.settings.audio, source=str(payload.get("source") or "library"),
-                                 on_progress=on_progress, executor=self.executor)
-        return report.to_dict()
+        # the same catalog update as `mixwith catalog add`: analysis, fingerprints, sounds-like index
+        update = await add_to_catalog(self.pool, paths, settings=self.settings,
+                                      source=str(payload.get("source") or "library"),
+                                      on_progress=on_progress, executor=self.executor)
+        await self.reload_resources(force=True)  # the next request sees the new tracks at once
+        return update.to_dict()
 
 
 # Imported once in the fork server, so every engine process starts with them loaded

@@ -259,6 +259,29 @@ async def test_ingest_jobs_add_files_to_the_catalog(engine_pool, qsettings, pool
     assert answer.ok and len(answer.result["added"]) == 2 and answer.result["failed"] == []
 
 
+async def test_a_track_added_by_an_ingest_job_is_identified_in_a_memo(engine_pool, qsettings, pool, write_track, tmp_path):
+    """After an ingest job, a phone memo of one of its tracks is named as that track, as after `catalog add`."""
+    import numpy as np
+
+    from engine.degrade import phone_memo, write_aac
+
+    folder = tmp_path / "crate"
+    write_track("Artist A - Warehouse.wav", style="house", bpm=124, key=Key(9, "minor"), seed=21, duration_s=24,
+                folder=folder)
+    track = write_track("Artist B - Basement.wav", style="techno", bpm=132, key=Key(4, "minor"), seed=22,
+                        duration_s=24, folder=folder)
+    y, sr = sf.read(track, dtype="float32")
+    memo = phone_memo(y[6 * sr : 14 * sr], sr=sr, rng=np.random.default_rng(3), snr_db=10.0, rt60_s=0.4)
+    clip = write_aac(memo, sr=sr, path=tmp_path / "memo.m4a", bitrate_kbps=64).read_bytes()
+    async with open_queue(qsettings, executor=engine_pool) as client:
+        ingest = await (await client.submit_ingest([str(folder)], request_id=str(uuid.uuid4()))).answer()
+        assert ingest.ok, ingest
+        added = {Path(a["path"]).name: a["track_id"] for a in ingest.result["added"]}
+        result = await client.mix(_request("upload", "memo.m4a"), upload=clip)
+    assert result.query["identified"] is not None
+    assert result.query["identified"]["track_id"] == added[track.name]
+
+
 async def test_a_retrained_model_is_picked_up_without_restarting_the_worker(
     engine_pool, qsettings, catalog, pool, tmp_path, write_track
 ):
