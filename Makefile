@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test system-deps bench-analysis bench-identify bench-embedding bench-recommend bench-queue bench-chat clean
+.PHONY: install demo test system-deps bench-analysis bench-identify bench-embedding bench-recommend bench-queue bench-chat bench-ingest clean
 
 # ffmpeg decodes every container; installed from Debian packages when missing and we may.
 system-deps:
@@ -34,6 +34,8 @@ bench-identify: install
 	$(BIN)/python -m bench.identify
 bench-embedding: install
 	$(BIN)/python -m bench.embedding
+bench-ingest: install
+	$(BIN)/python -m bench.ingest
 bench-recommend: install
 	$(BIN)/python -m bench.recommend
 bench-queue: install

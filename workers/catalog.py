@@ -9,26 +9,32 @@ Unreadable files never stop the batch: they come back with a reason.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
+import numpy as np
 
 from db.queries import tracks as tracks_q
+
 from engine.analysis import analyze
-from engine.audio import AUDIO_EXTENSIONS, load
+from engine.audio import AUDIO_EXTENSIONS, load, resample
 from engine.errors import EngineError
-from workers.settings import AudioSettings
+from engine.fingerprint import FP_SR, Fingerprints, fingerprint
+from workers.embedding import TrackEmbedding, embed_audio, embed_file, process_embedder
+from workers.settings import AudioSettings, EmbedSettings
 
 if TYPE_CHECKING:
+    from engine.fpindex import FingerprintIndex
     from workers.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,13 +51,36 @@ class FileFailure:
 
 
 @dataclass(frozen=True)
+class FileWork:
+    """What else to compute from a file's one decode, besides its analysis.
+
+    Attributes
+    ----------
+    fingerprint : bool
+        Landmark fingerprints of the whole file, for identification.
+    embed : EmbedSettings or None
+        Sounds-like vectors with these weights (loaded once per worker process).
+    """
+
+    fingerprint: bool = False
+    embed: EmbedSettings | None = None
+
+
+@dataclass(frozen=True)
 class FileResult:
-    """What the engine computed for one file (in a worker process)."""
+    """What the engine computed for one file (in a worker process).
+
+    ``error`` means the file cannot join the catalog; ``fingerprint_error`` and
+    ``embed_error`` only that one index will lack it.
+    """
 
     path: str
     analysis: dict[str, Any] | None = None
     error: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    fingerprints: Fingerprints | None = None
+    fingerprint_error: str | None = None
+    embedding: TrackEmbedding | None = None
+    embed_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,20 +158,61 @@ def read_tags(path: Path) -> dict[str, str]:
     return {k: tags.get(k, "") for k in ("title", "artist", "album", "genre")}
 
 
-def process_file(path: str, audio: AudioSettings) -> FileResult:
+def process_file(path: str, audio: AudioSettings, work: FileWork = FileWork()) -> FileResult:
     """Decode once and run the engine on one file (runs in a worker process).
 
-    Never raises for bad input: the reason goes into ``FileResult.error``.
+    The analysis reads the first ``audio.analysis_seconds``; fingerprints and
+    sounds-like vectors (``work``) come from the same decode, resampled, instead
+    of decoding the file again for each (decoding costs as much CPU as analysing).
+    Never raises for bad input: the reason goes into the result.
     """
+    derive = work.fingerprint or work.embed is not None
     try:
-        y = load(path, sr=audio.sample_rate, limits=audio.limits, max_seconds=audio.analysis_seconds)
-        result = analyze(y, sr=audio.sample_rate)
+        y = load(path, sr=audio.sample_rate, limits=audio.limits,
+                 max_seconds=None if derive else audio.analysis_seconds)
+        result = analyze(y[: int(audio.analysis_seconds * audio.sample_rate)], sr=audio.sample_rate)
     except EngineError as exc:
         return FileResult(path=path, error=getattr(exc, "reason", str(exc)))
     except Exception as exc:  # a bug on one file must not lose the batch; logged with traceback
         logger.exception("analysis failed on %s", path)
         return FileResult(path=path, error=f"internal error: {type(exc).__name__}: {exc}")
-    return FileResult(path=path, analysis=result.to_dict())
+    if not derive:
+        return FileResult(path=path, analysis=result.to_dict())
+    y_fp = resample(y, orig_sr=audio.sample_rate, target_sr=FP_SR) if audio.sample_rate >= FP_SR else None
+    fps, fp_error = _guarded(path, "fingerprinting", lambda: _fingerprint(path, y_fp, audio)) if work.fingerprint \
+        else (None, None)
+    emb, emb_error = _guarded(path, "embedding", lambda: _embed(path, y_fp, audio, work.embed)) if work.embed \
+        else (None, None)
+    return FileResult(path=path, analysis=result.to_dict(), fingerprints=fps, fingerprint_error=fp_error,
+                      embedding=emb, embed_error=emb_error)
+
+
+T = TypeVar("T")
+
+
+def _guarded(path: str, what: str, step: Callable[[], T]) -> tuple[T | None, str | None]:
+    """Run one optional step: its result, or the reason it failed (a bug is logged with its traceback)."""
+    try:
+        return step(), None
+    except EngineError as exc:
+        return None, getattr(exc, "reason", str(exc))
+    except Exception as exc:
+        logger.exception("%s failed on %s", what, path)
+        return None, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _fingerprint(path: str, y_fp: np.ndarray | None, audio: AudioSettings) -> Fingerprints:
+    if y_fp is None:  # the analysis rate is below the fingerprints' band: decode at their rate
+        y_fp = load(path, sr=FP_SR, limits=audio.limits)
+    return fingerprint(y_fp, sr=FP_SR)
+
+
+def _embed(path: str, y_fp: np.ndarray | None, audio: AudioSettings, settings: EmbedSettings) -> TrackEmbedding:
+    embedder, version = process_embedder(settings)
+    if y_fp is None:
+        return embed_file(path, embedder=embedder, model_version=version, limits=audio.limits,
+                          max_seconds=settings.max_seconds)
+    return embed_audio(y_fp, sr=FP_SR, embedder=embedder, model_version=version, max_seconds=settings.max_seconds)
 
 
 def make_executor(processes: int) -> Executor:
@@ -159,6 +229,8 @@ async def add_paths(
     source: str = "library",
     on_progress: ProgressCallback | None = None,
     executor: Executor | None = None,
+    work: FileWork = FileWork(),
+    on_added: Callable[[int, FileResult], Awaitable[None]] | None = None,
 ) -> IngestReport:
     """Add files and folders to the catalog.
 
@@ -173,6 +245,10 @@ async def add_paths(
     on_progress : callable(done, total, path), optional
     executor : Executor, optional
         Where the engine runs; a process pool of ``audio.processes`` by default.
+    work : FileWork
+        What else each file's decode is used for (fingerprints, sounds-like vectors).
+    on_added : async callable(track_id, FileResult), optional
+        Called for each track this run created, with everything computed for it.
     """
     files, failures = discover(paths)
     loop = asyncio.get_running_loop()
@@ -197,7 +273,7 @@ async def add_paths(
     own_executor = executor is None and total > 0
     ex = make_executor(min(audio.processes, total)) if own_executor else executor
     try:
-        futures = [loop.run_in_executor(ex, process_file, str(f), audio) for f in todo]
+        futures = [loop.run_in_executor(ex, process_file, str(f), audio, work) for f in todo]
         done = 0
         for fut in asyncio.as_completed(futures):
             res: FileResult = await fut
@@ -218,6 +294,8 @@ async def add_paths(
                     )
                 if created:
                     added.append((track_id, res.path))
+                    if on_added is not None:
+                        await on_added(track_id, res)
                 else:
                     already += 1
             if on_progress:
@@ -248,6 +326,48 @@ class CatalogUpdate:
         }
 
 
+FINGERPRINT_BATCH = 200
+"""Added tracks whose fingerprints are held before being written to the index (bounds memory on big libraries)."""
+
+
+class _Gathered:
+    """Fingerprints and sound vectors of the tracks a ``catalog add`` creates, taken as each file finishes."""
+
+    def __init__(self, index: "FingerprintIndex | None", *, model_version: str | None, windows_below: int) -> None:
+        self.index = index
+        self.model_version = model_version
+        self.windows_below = windows_below
+        self.pending: list[tuple[int, Fingerprints]] = []
+        self.fingerprinted: list[int] = []
+        self.fingerprint_failed: list[tuple[int, str]] = []
+        self.embedded: dict[int, TrackEmbedding] = {}
+
+    async def take(self, track_id: int, res: FileResult) -> None:
+        if self.index is not None:
+            if res.fingerprints is not None:
+                self.pending.append((track_id, res.fingerprints))
+                if len(self.pending) >= FINGERPRINT_BATCH:
+                    await self.flush()
+            else:
+                reason = res.fingerprint_error or "no fingerprints"
+                logger.warning("track %d not fingerprinted: %s", track_id, reason)
+                self.fingerprint_failed.append((track_id, reason))
+        emb = res.embedding
+        if emb is not None and emb.model_version == self.model_version:
+            if len(self.embedded) >= self.windows_below:  # past the exact-search size no build keeps windows
+                emb = dataclasses.replace(emb, windows=emb.windows[:0])
+            self.embedded[track_id] = emb
+        elif res.embed_error:
+            logger.warning("track %d not embedded: %s", track_id, res.embed_error)
+
+    async def flush(self) -> None:
+        if self.index is None or not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        await asyncio.get_running_loop().run_in_executor(None, self.index.add_many, batch)
+        self.fingerprinted.extend(t for t, _ in batch)
+
+
 async def add_to_catalog(
     pool: asyncpg.Pool,
     paths: Sequence[str | os.PathLike[str]],
@@ -259,38 +379,57 @@ async def add_to_catalog(
 ) -> CatalogUpdate:
     """Analyse new files, fingerprint them for identification, refresh the sounds-like index.
 
-    The two indexes are also brought up to date when nothing was added: a
-    fingerprint index this version cannot read (an older format after an
-    upgrade, or damage) is rebuilt from the whole catalog, and a sounds-like
-    index is built for an embedder version that has none (new default weights).
-    Each step after the analysis is skipped with a logged warning, never fatal:
-    the tracks are in the catalog either way.
+    Each file is decoded once: its analysis, fingerprints and sound vectors come
+    from that decode. The two indexes are also brought up to date when nothing
+    was added: a fingerprint index this version cannot read (an older format
+    after an upgrade, or damage) is rebuilt from the whole catalog, and a
+    sounds-like index is built for an embedder version that has none (new
+    default weights). Each step after the analysis is skipped with a logged
+    warning, never fatal: the tracks are in the catalog either way.
     """
     from engine.fpindex import IndexError_
     from engine.index import live_build
     from workers.embedding import build_catalog_index, open_embedder
-    from workers.identify import index_tracks, reindex_catalog
+    from workers.identify import open_index, register_index, reindex_catalog
 
-    report = await add_paths(pool, paths, audio=settings.audio, source=source, on_progress=on_progress,
-                             executor=executor)
     loop = asyncio.get_running_loop()
-    try:  # index_tracks opens the index before fingerprinting anything
-        update = await index_tracks(pool, settings, report.added, executor=executor)
+    index: FingerprintIndex | None
+    try:
+        index = open_index(settings)
     except IndexError_ as exc:
         logger.warning("fingerprinting the whole catalog again: %s", exc)
-        update = await reindex_catalog(pool, settings, executor=executor)
-    indexed, note = 0, ""
+        index = None  # rebuilt from every file once the new ones are in
+    embedder, version, note = None, None, ""
     try:
         embedder, version = await loop.run_in_executor(None, open_embedder, settings.embed)
-        stale = live_build(settings.index_dir, version) is None
-        if stale and not report.added:
-            async with pool.acquire() as conn:
-                stale = await tracks_q.count_tracks(conn) > 0
-        if report.added or stale:
-            built = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version)
-            indexed = built.n_items
     except (EngineError, OSError, RuntimeError) as exc:
         note = f"sounds-like index not rebuilt: {exc}"
         logger.warning("%s", note)
-    return CatalogUpdate(ingest=report, fingerprinted=update.indexed, fingerprint_failed=update.failed,
+    gathered = _Gathered(index, model_version=version, windows_below=settings.embed.index_exact_below)
+    work = FileWork(fingerprint=index is not None, embed=settings.embed if embedder is not None else None)
+    report = await add_paths(pool, paths, audio=settings.audio, source=source, on_progress=on_progress,
+                             executor=executor, work=work, on_added=gathered.take)
+    if index is None:
+        update = await reindex_catalog(pool, settings, executor=executor)
+        fingerprinted, fingerprint_failed = update.indexed, update.failed
+    else:
+        await gathered.flush()
+        if gathered.fingerprinted:
+            await register_index(pool, index)
+        fingerprinted, fingerprint_failed = tuple(gathered.fingerprinted), tuple(gathered.fingerprint_failed)
+    indexed = 0
+    if embedder is not None and version is not None:
+        try:
+            stale = live_build(settings.index_dir, version) is None
+            if stale and not report.added:
+                async with pool.acquire() as conn:
+                    stale = await tracks_q.count_tracks(conn) > 0
+            if report.added or stale:
+                built = await build_catalog_index(pool, settings=settings, embedder=embedder, model_version=version,
+                                                  fresh=gathered.embedded)
+                indexed = built.n_items
+        except (EngineError, OSError, RuntimeError) as exc:
+            note = f"sounds-like index not rebuilt: {exc}"
+            logger.warning("%s", note)
+    return CatalogUpdate(ingest=report, fingerprinted=fingerprinted, fingerprint_failed=fingerprint_failed,
                          indexed=indexed, index_note=note)

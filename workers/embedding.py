@@ -7,6 +7,8 @@ file identity, so training and benchmarks decode each file once.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -22,6 +24,8 @@ from engine.audio import DecodeLimits, load
 from engine.errors import DecodeError
 
 if TYPE_CHECKING:  # torch stays out of processes that never embed
+    from collections.abc import Mapping
+
     from engine.embed.model import Embedder
     from engine.index import VectorIndex
     from workers.settings import EmbedSettings, Settings
@@ -283,6 +287,16 @@ def open_embedder(settings: "EmbedSettings") -> tuple["Embedder", str]:
     return embedder, str(meta["version"])
 
 
+@functools.lru_cache(maxsize=2)
+def process_embedder(settings: "EmbedSettings") -> tuple["Embedder", str]:
+    """The embedder of an engine process (a pool worker), loaded by its first file and kept.
+
+    One torch thread per process: the pool's processes are the parallelism, and
+    each using every core would only make them fight over the cores.
+    """
+    return open_embedder(dataclasses.replace(settings, threads=1))
+
+
 def embed_audio(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str,
                 max_seconds: float | None = None) -> TrackEmbedding:
     """Embed mono audio at any rate (resampled to the model's rate): track vector + window vectors.
@@ -362,6 +376,7 @@ async def build_catalog_index(
     embedder: "Embedder",
     model_version: str,
     on_progress=None,
+    fresh: "Mapping[int, TrackEmbedding] | None" = None,
 ) -> IndexReport:
     """Embed every catalog track without a stored vector, build a new index and swap it in atomically.
 
@@ -373,6 +388,10 @@ async def build_catalog_index(
     again), which clip queries match against. A new model
     version finds no rows of its own and embeds everything. The build is
     recorded in ``model_versions`` (kind ``annoy``) and made active.
+
+    ``fresh`` holds tracks embedded just now with this model version (by
+    ``catalog add``, from the decode its analysis made); they are stored and
+    indexed without decoding their files again.
     """
     import asyncio
 
@@ -413,8 +432,15 @@ async def build_catalog_index(
     windows: dict[int, np.ndarray] = {}
     failed: list[tuple[int, str]] = []
     embedded = 0
+    fresh = {} if fresh is None else fresh
     for n, row in enumerate(rows, 1):
-        if row.id in known and (not keep_windows or row.id in known_windows):
+        got = fresh.get(row.id)
+        if got is not None and got.model_version == model_version and (not keep_windows or len(got.windows)):
+            vectors[row.id] = known.get(row.id, got.vector)
+            if keep_windows:
+                windows[row.id] = got.windows
+            embedded += 1
+        elif row.id in known and (not keep_windows or row.id in known_windows):
             vectors[row.id] = known[row.id]
             if keep_windows:
                 windows[row.id] = known_windows[row.id]
@@ -429,7 +455,8 @@ async def build_catalog_index(
                     p, embedder=embedder, model_version=model_version, limits=settings.audio.limits,
                     max_seconds=es.max_seconds))
                 vectors[row.id] = known.get(row.id, te.vector)
-                windows[row.id] = te.windows
+                if keep_windows:  # a large catalog's build has no window vectors: do not hold them
+                    windows[row.id] = te.windows
                 embedded += 1
             except DecodeError as exc:
                 if row.id in known:  # the stored vector still serves; only its windows are missing

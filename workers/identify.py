@@ -90,7 +90,8 @@ def fingerprint_job(track_id: int, path: str, audio: AudioSettings) -> Fingerpri
         return FingerprintJob(track_id, path, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
-async def _register(pool: asyncpg.Pool, index: FingerprintIndex) -> None:
+async def register_index(pool: asyncpg.Pool, index: FingerprintIndex) -> None:
+    """Record the index's current version in ``model_versions`` (workers reload on a new one)."""
     async with pool.acquire() as conn:
         await models_q.register(
             conn, kind=MODEL_KIND, version=str(index.version), artifact_path=str(index.path),
@@ -122,7 +123,7 @@ async def index_tracks(
     good, failed = await _fingerprint_files(settings, tracks, executor)
     if good:
         await asyncio.get_running_loop().run_in_executor(None, index.add_many, good)
-        await _register(pool, index)
+        await register_index(pool, index)
     return IndexUpdate(indexed=tuple(t for t, _ in good), failed=failed, version=index.version)
 
 
@@ -177,7 +178,7 @@ async def reindex_catalog(pool: asyncpg.Pool, settings: Settings, *, executor: E
     fresh_dir.rename(root)
     shutil.rmtree(old_dir, ignore_errors=True)
     index = open_index(settings)
-    await _register(pool, index)
+    await register_index(pool, index)
     logger.info("fingerprint index rebuilt: %d tracks, %d failed", len(good), len(failed))
     return IndexUpdate(indexed=tuple(t for t, _ in good), failed=failed, version=index.version)
 
@@ -189,7 +190,7 @@ async def unindex_tracks(pool: asyncpg.Pool, settings: Settings, track_ids: Sequ
         before = index.version
         await asyncio.get_running_loop().run_in_executor(None, index.remove, [int(t) for t in track_ids])
         if index.version != before:
-            await _register(pool, index)
+            await register_index(pool, index)
     return index.version
 
 

@@ -95,3 +95,29 @@ def test_tags_win_over_file_name(tmp_path: Path, write_track) -> None:
     f["title"], f["artist"] = "Real Title", "Real Artist"
     f.save()
     assert read_tags(p)["title"] == "Real Title" and read_tags(p)["artist"] == "Real Artist"
+
+
+def test_one_decode_gives_what_three_decodes_gave(write_track, tmp_path: Path) -> None:
+    """Fingerprints and sound vectors taken from the analysis' decode match those of decoding the file again."""
+    from workers.catalog import FileWork, process_file
+    from workers.embedding import embed_file, open_embedder
+    from workers.identify import fingerprint_file
+    from workers.settings import AudioSettings, EmbedSettings
+
+    path = _mp3(write_track("a.wav", style="techno", bpm=130, key=Key(4, "minor"), duration_s=20.0, seed=7),
+                tmp_path / "a.mp3")
+    audio, embed = AudioSettings(), EmbedSettings(threads=1)
+    once = process_file(str(path), audio, FileWork(fingerprint=True, embed=embed))
+    assert once.error is None and once.fingerprint_error is None and once.embed_error is None
+    assert once.analysis == process_file(str(path), audio).analysis
+
+    again = fingerprint_file(path, audio)
+    assert once.fingerprints is not None and abs(once.fingerprints.duration_s - again.duration_s) < 0.05
+    shared = np.isin(again.hashes, once.fingerprints.hashes).mean()
+    assert shared > 0.95, shared  # two resamplers, the same peaks
+
+    embedder, version = open_embedder(embed)
+    ref = embed_file(path, embedder=embedder, model_version=version)
+    assert once.embedding is not None and once.embedding.model_version == version
+    assert once.embedding.windows.shape == ref.windows.shape
+    assert float(once.embedding.vector @ ref.vector) > 0.99

@@ -1,0 +1,1 @@
+"""Catalog ingest cost: one decode per file against a decode per step."""
