@@ -315,14 +315,24 @@ def embed_audio(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: 
     return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
 
 
-def embed_clip(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str) -> TrackEmbedding:
-    """Embed a short query clip with overlapping windows (1 s hop), so a 10 s memo gives 8 views."""
+CLIP_HOP_S = 1.0
+"""Hop between a query clip's windows: overlapping, so a 10 s memo gives 8 views."""
+
+
+def clip_windows(y: np.ndarray, *, sr: int, embedder: "Embedder") -> np.ndarray:
+    """The audio windows a query clip is embedded with, ``(n, window_samples)`` at the model's rate."""
     from engine.audio import resample
-    from engine.embed.model import mean_vector
 
     if sr != embedder.sr:
         y = resample(y, orig_sr=sr, target_sr=embedder.sr)
-    windows = embedder.embed_windows(y, sr=embedder.sr, hop_s=1.0)
+    return embedder.frame(y, sr=embedder.sr, hop_s=CLIP_HOP_S)
+
+
+def embed_clip(y: np.ndarray, *, sr: int, embedder: "Embedder", model_version: str) -> TrackEmbedding:
+    """Embed a short query clip with overlapping windows (:data:`CLIP_HOP_S`)."""
+    from engine.embed.model import mean_vector
+
+    windows = embedder.embed_batch(clip_windows(y, sr=sr, embedder=embedder))
     return TrackEmbedding(model_version=model_version, vector=mean_vector(windows), windows=windows)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 StageCallback = Callable[[Stage, str], None]
+EmbedWindows = Callable[[np.ndarray], Awaitable[np.ndarray]]
+"""Audio windows ``(n, window_samples)`` → their unit vectors ``(n, embed_dim)``."""
 
 
 @dataclass
@@ -202,14 +204,12 @@ def _stored_vector(resources: Resources, track_id: int) -> tuple[float, ...] | N
     return tuple(float(x) for x in vecs[hit[0]]) if hit.size else None
 
 
-def _embed_clip_file(path: Path, *, settings: Settings, resources: Resources) -> tuple[float, ...]:
+def _clip_windows_file(path: Path, *, settings: Settings, embedder: "Embedder") -> np.ndarray:
     from engine.audio import load
-    from workers.embedding import embed_clip
+    from workers.embedding import clip_windows
 
-    assert resources.embedder is not None
-    y = load(path, sr=resources.embedder.sr, limits=settings.audio.limits, max_seconds=settings.embed.max_seconds)
-    te = embed_clip(y, sr=resources.embedder.sr, embedder=resources.embedder, model_version=resources.embed_version)
-    return tuple(float(x) for x in te.vector)
+    y = load(path, sr=embedder.sr, limits=settings.audio.limits, max_seconds=settings.embed.max_seconds)
+    return clip_windows(y, sr=embedder.sr, embedder=embedder)
 
 
 async def understand_file(
@@ -222,8 +222,13 @@ async def understand_file(
     on_stage: StageCallback | None = None,
     title: str = "",
     artist: str = "",
+    embed_windows: EmbedWindows | None = None,
 ) -> Query:
     """Identify the clip against the catalog, else analyse it; add its sounds-like vector.
+
+    ``embed_windows`` turns the clip's audio windows into vectors; a worker passes
+    its micro-batcher, so concurrent jobs share forward passes. By default the
+    clip is embedded on its own, in a thread.
 
     Raises
     ------
@@ -253,9 +258,15 @@ async def understand_file(
     analysis = await analyse_file(path, settings=settings, executor=executor)
     vector = None
     if resources.embedder is not None:
+        from engine.embed.model import mean_vector
+
+        embedder = resources.embedder
         try:
-            vector = await loop.run_in_executor(
-                None, lambda: _embed_clip_file(path, settings=settings, resources=resources))
+            windows = await loop.run_in_executor(
+                None, lambda: _clip_windows_file(path, settings=settings, embedder=embedder))
+            vectors = await (embed_windows(windows) if embed_windows is not None
+                             else loop.run_in_executor(None, embedder.embed_batch, windows))
+            vector = tuple(float(x) for x in mean_vector(vectors))
         except EngineError as exc:  # the analysis worked; sounds-like is a bonus
             logger.warning("could not embed %s: %s", path.name, exc)
     notes: tuple[str, ...] = ()

@@ -136,13 +136,20 @@ class Worker:
     def batched(self, name: str, fn: Callable[[list[Any]], Any]) -> MicroBatcher[Any, Any]:
         """The worker's shared micro-batcher for model ``name`` (e.g. the embedder's batched forward).
 
-        Concurrent jobs that ``await worker.batched("embed", model.embed_batch).submit(x)``
+        Concurrent jobs that ``await worker.batched("embed", model.embed_sets).submit(x)``
         share one forward pass per ``batch_size`` items or ``batch_wait_ms``.
         """
         if name not in self._batchers:
             q = self.settings.queue
             self._batchers[name] = MicroBatcher(fn, max_batch=q.batch_size, max_wait_ms=q.batch_wait_ms)
         return self._batchers[name]
+
+    def _embed_windows(self, resources: pipeline.Resources) -> pipeline.EmbedWindows | None:
+        """The embedder's forward pass, shared by concurrent jobs (one batcher per model version)."""
+        embedder = resources.embedder
+        if embedder is None:
+            return None
+        return self.batched(f"embed:{resources.embed_version}", embedder.embed_sets).submit
 
     @classmethod
     async def open(cls, settings: Settings, *, store: JobStore, executor: Executor | None = None) -> "Worker":
@@ -327,7 +334,7 @@ class Worker:
                         query = await pipeline.understand_file(
                             self.pool, fetched.path, settings=self.settings, resources=resources,
                             executor=self.executor, title=fetched.title, artist=fetched.artist,
-                            on_stage=ctx.enter,
+                            on_stage=ctx.enter, embed_windows=self._embed_windows(resources),
                         )
                     except InputError as exc:
                         # name the input as the user knows it, not our spool file

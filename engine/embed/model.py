@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -257,6 +258,29 @@ class Embedder:
             out.append(self.model(chunk.to(self.device)).cpu().numpy())
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
 
+    def embed_sets(self, sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Vectors for several clips' windows in shared forward passes (micro-batching across jobs).
+
+        Parameters
+        ----------
+        sets : sequence of np.ndarray [shape=(n_i, window_samples)]
+
+        Returns
+        -------
+        vectors : list of np.ndarray [shape=(n_i, embed_dim)], one per set, in order
+        """
+        if not sets:
+            return []
+        vectors = self.embed_batch(np.concatenate(sets, axis=0))
+        return np.split(vectors, np.cumsum([len(w) for w in sets])[:-1])
+
+    def frame(self, y: np.ndarray, *, sr: int, hop_s: float | None = None) -> np.ndarray:
+        """The windows ``embed_windows`` embeds, ``(n_windows, window_samples)``; ``y`` at the model's rate."""
+        if sr != self.sr:
+            raise ParameterError(f"the model runs at {self.sr} Hz, got audio at {sr} Hz; resample first")
+        hop = self.window_samples if hop_s is None else int(round(hop_s * sr))
+        return frame_windows(y, window_samples=self.window_samples, hop_samples=hop)
+
     def embed_windows(self, y: np.ndarray, *, sr: int, hop_s: float | None = None) -> np.ndarray:
         """Window vectors for mono audio ``y`` at ``sr`` (must equal the model's rate).
 
@@ -271,10 +295,7 @@ class Embedder:
         -------
         vectors : np.ndarray [shape=(n_windows, embed_dim), dtype=float32], unit rows
         """
-        if sr != self.sr:
-            raise ParameterError(f"the model runs at {self.sr} Hz, got audio at {sr} Hz; resample first")
-        hop = self.window_samples if hop_s is None else int(round(hop_s * sr))
-        return self.embed_batch(frame_windows(y, window_samples=self.window_samples, hop_samples=hop))
+        return self.embed_batch(self.frame(y, sr=sr, hop_s=hop_s))
 
     def embed_track(self, y: np.ndarray, *, sr: int, hop_s: float | None = HOP_S) -> np.ndarray:
         """One unit vector for a whole track: the normalised mean of its window vectors, ``(embed_dim,)``.

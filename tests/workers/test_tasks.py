@@ -301,3 +301,31 @@ async def test_a_retrained_model_is_picked_up_without_restarting_the_worker(
         assert await worker.reload_resources(force=False) is False  # nothing new: no reload
         result = await client.mix(_request("upload", "clip.wav"), upload=_clip(write_track))
     assert 1 <= len(result.results) <= 3
+
+
+async def test_concurrent_clips_share_one_embedding_pass(engine_pool, qsettings, catalog, pool, write_track):
+    """Two unknown clips in flight together are embedded in one forward pass and rank as when sent alone."""
+    import asyncio
+
+    from workers.embedding import build_catalog_index, open_embedder
+
+    embedder, version = open_embedder(qsettings.embed)
+    await build_catalog_index(pool, settings=qsettings, embedder=embedder, model_version=version)
+    clips = [write_track(f"clip{i}.wav", style=style, bpm=bpm, seed=30 + i, duration_s=8)
+             for i, (style, bpm) in enumerate([("house", 125), ("drum & bass", 172)])]
+
+    def sounds(result) -> list[tuple[int, float]]:
+        return [(c.track_id, c.components["sound"]) for c in result.results]
+
+    together = replace(qsettings, queue=replace(qsettings.queue, concurrency=2, batch_wait_ms=5000.0))
+    async with open_queue(together, executor=engine_pool) as client:
+        batched = await asyncio.gather(*(client.mix(_request("upload", c.name), upload=c.read_bytes()) for c in clips))
+        sizes = client.local_worker.batched(f"embed:{version}", embedder.embed_sets).batch_sizes
+    assert sizes == [2]
+    alone = replace(qsettings, queue=replace(qsettings.queue, concurrency=1, batch_wait_ms=0.0))
+    async with open_queue(alone, executor=engine_pool) as client:
+        single = [await client.mix(_request("upload", c.name), upload=c.read_bytes()) for c in clips]
+    assert all(any(s for _, s in sounds(r)) for r in single)  # the sound term is in play
+    for b, s in zip(batched, single):
+        assert [t for t, _ in sounds(b)] == [t for t, _ in sounds(s)]
+        assert [v for _, v in sounds(b)] == pytest.approx([v for _, v in sounds(s)], abs=1e-4)
