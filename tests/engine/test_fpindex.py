@@ -236,6 +236,34 @@ def test_answers_do_not_depend_on_the_dense_track_positions(tmp_path: Path) -> N
     assert [m.track_id for m in match(_excerpt(_fake_fp(1), 200), idx.lookup, speeds=(1.0,))][:1] == [10**12]
 
 
+def test_posting_table_finds_exactly_what_a_search_of_the_keys_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large segments look postings up in a table of hash values: the hits are the same, entry for entry."""
+    import engine.fpindex as fpindex
+
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_postings=40)
+    fps = {i: _fake_fp(i) for i in range(6)}
+    idx.add_many(list(fps.items())[:3])
+    idx.add_many(list(fps.items())[3:])
+    idx.add(2, _fake_fp(12))  # replaced: its old entries are tombstoned
+    idx.remove([4])
+    common = Fingerprints(np.zeros(1, np.int32), np.zeros(1, np.float32), np.full(50, 4321, np.uint32),
+                          np.arange(50, dtype=np.int32), 5.0)  # above max_postings
+    idx.add(9, common)
+    rng = np.random.default_rng(3)
+    queries = np.concatenate([fps[1].hashes[::3], fps[4].hashes[:50], _fake_fp(12).hashes[:80], [4321, 0],
+                              rng.integers(0, 1 << 21, 300), [(1 << 21) - 1, 1 << 21, (1 << 32) - 1]]).astype(np.uint32)
+    rng.shuffle(queries)
+    searched = idx.lookup(queries)
+    monkeypatch.setattr(fpindex, "_DIRECTORY_MIN_KEYS", 1)
+    tabled = FingerprintIndex.open(tmp_path / "ix", max_postings=40)
+    hits = tabled.lookup(queries)
+    assert len(tabled._directories) == len(tabled._segments) > 1  # every segment went through its table
+    assert searched.track_ids.size > 500
+    for name in ("track_ids", "ref_frames", "query_index", "track_index"):
+        assert np.array_equal(getattr(hits, name), getattr(searched, name)), name
+    assert 4 not in hits.track_ids and 4321 not in queries[hits.query_index]
+
+
 def _same_peaks(index: FingerprintIndex, track_id: int, fp: Fingerprints) -> bool:
     frames, bins = index.reference_peaks(track_id)
     order = np.lexsort((fp.peak_bins, fp.peak_frames))
