@@ -264,6 +264,28 @@ def test_posting_table_finds_exactly_what_a_search_of_the_keys_finds(tmp_path: P
     assert 4 not in hits.track_ids and 4321 not in queries[hits.query_index]
 
 
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_an_entry_stored_twice_counts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """An index that holds a (hash, frame) entry twice says so to the matcher, which counts it once:
+    the track scores what the repeat-free index gives (the check reads the segment in chunks)."""
+    import engine.fpindex as fpindex
+
+    monkeypatch.setattr(fpindex, "_CHECK_CHUNK", chunk)
+    fp = _fake_fp(5)
+    twice = np.arange(0, fp.hashes.size, 3)
+    doubled = Fingerprints(fp.peak_frames, fp.peak_bins, np.r_[fp.hashes, fp.hashes[twice]],
+                           np.r_[fp.hash_frames, fp.hash_frames[twice]], fp.duration_s)
+    plain = FingerprintIndex.open(tmp_path / "plain", create=True)
+    plain.add_many([(5, fp), (3, _fake_fp(3))])  # random peaks that happen to repeat no entry
+    doubled_ix = FingerprintIndex.open(tmp_path / "doubled", create=True)
+    doubled_ix.add_many([(5, doubled), (3, _fake_fp(3))])
+    q = _excerpt(fp, 700)
+    assert plain.lookup(q.hashes).distinct and not doubled_ix.lookup(q.hashes).distinct
+    a, b = plain.query(q, speeds=(1.0,))[0], doubled_ix.query(q, speeds=(1.0,))[0]
+    assert (a.track_id, a.offset_s, a.score) == (b.track_id, b.offset_s, b.score) == (5, 700 / 31.25, a.score)
+    assert a.score >= 20 and b.n_hits > a.n_hits  # raw hits still count every stored entry
+
+
 def _same_peaks(index: FingerprintIndex, track_id: int, fp: Fingerprints) -> bool:
     frames, bins = index.reference_peaks(track_id)
     order = np.lexsort((fp.peak_bins, fp.peak_frames))
