@@ -189,6 +189,10 @@ class Hits:
         it for free; it spares the matcher a search over sparse track ids).
     track_table : np.ndarray [shape=(k,), dtype=int64], optional
         ``track_table[track_index] == track_ids``.
+    distinct : bool
+        No two hits share (query_index, track, ref_frame): the index holds no
+        entry twice, so the matcher need not count each query hash once per offset
+        itself (a narrower, faster sort). False when the lookup cannot promise it.
     """
 
     track_ids: np.ndarray
@@ -196,6 +200,7 @@ class Hits:
     query_index: np.ndarray
     track_index: np.ndarray | None = None
     track_table: np.ndarray | None = None
+    distinct: bool = False
 
 
 @dataclass(frozen=True)
@@ -536,33 +541,48 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     """
     if hits.track_ids.size == 0:
         return []
-    # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h
     if hits.track_index is not None and hits.track_table is not None:
-        per_slot = np.bincount(hits.track_index, minlength=hits.track_table.size)
-        present = np.flatnonzero(per_slot)
-        slot_to_dense = np.zeros(hits.track_table.size, np.int64)
-        slot_to_dense[present] = np.arange(present.size)
-        inverse = slot_to_dense[hits.track_index]
-        tracks, counts = hits.track_table[present], per_slot[present]
+        slot, tracks = hits.track_index, hits.track_table
     else:
-        tracks = np.unique(hits.track_ids)
-        inverse = np.searchsorted(tracks, hits.track_ids).astype(np.int64)
-        counts = np.bincount(inverse, minlength=tracks.size)
-    offsets = hits.ref_frames.astype(np.int64) - q_frames[hits.query_index] + (1 << 20)  # non-negative
-    # each query hash counts at most once per (track, offset): repeated ref entries inflate nothing
-    cell = np.sort((inverse << 42) | (offsets << 21) | hits.query_index)
-    cell = cell[np.r_[True, cell[1:] != cell[:-1]]]
-    key = cell >> 21  # (track, offset), sorted
+        tracks, slot = np.unique(hits.track_ids, return_inverse=True)
+    counts = np.bincount(slot, minlength=tracks.size)
+    offsets = hits.ref_frames - q_frames.astype(np.int32)[hits.query_index]
+    lowest = int(offsets.min())
+    rel = offsets - np.int32(lowest)
+    o_bits = int(rel.max() + 1).bit_length()  # the largest offset + 1 does not carry into the track bits
+    # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h. The
+    # sort key is (track, offset), so a neighbouring offset of the same track sorts right next to it.
+    if hits.distinct and tracks.size << o_bits < 1 << 31:  # half the bytes to sort
+        key = (slot.astype(np.int32) << o_bits) | rel.astype(np.int32)
+        key.sort()
+    else:
+        key = (slot.astype(np.int64) << o_bits) | rel
+        if not hits.distinct:
+            # each query hash counts at most once per (track, offset): repeated ref entries inflate nothing
+            q_bits = int(hits.query_index.max()).bit_length()
+            cell = np.sort((key << q_bits) | hits.query_index)
+            key = cell[np.r_[True, cell[1:] != cell[:-1]]] >> q_bits
+        else:
+            key.sort()
+    # a cell scores 2 or more (with its +-1 frame neighbours) only if one of its hits has another hit
+    # of the same track at most a frame away, and then every hit it counts has one: the lone hits
+    # (most chance hits) count for no such cell and are dropped before the run-length passes
+    near = (key[1:] - key[:-1]) <= 1  # never across tracks: the offset bits do not carry
+    alone = np.ones(key.size, bool)
+    alone[:-1] &= ~near
+    alone[1:] &= ~near
+    key = key[~alone]
+    if key.size == 0:
+        return []
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     cells = key[starts]
     n = np.diff(np.r_[starts, key.size])  # aligned count per (track, offset)
     # one frame of tolerance: rounding and residual speed error smear the peak
-    # (cells are sorted and unique, so a neighbouring offset can only sit right next to it)
     smooth = n.copy()
     up = cells[1:] == cells[:-1] + 1
     smooth[:-1] += np.where(up, n[1:], 0)
     smooth[1:] += np.where(up, n[:-1], 0)
-    track_of = cells >> 21
+    track_of = cells >> o_bits
     # best cell per track: its highest smoothed count, the earliest offset on ties
     t_starts = np.flatnonzero(np.r_[True, track_of[1:] != track_of[:-1]])
     peak = np.maximum.reduceat(smooth, t_starts)
@@ -571,8 +591,9 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     first = first[smooth[first] >= 2]
     first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
     best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
+    mask = (1 << o_bits) - 1
     return [
-        (int(tracks[track_of[i]]), int((cells[i] & ((1 << 21) - 1)) - (1 << 20)), int(smooth[i]), int(counts[track_of[i]]))
+        (int(tracks[track_of[i]]), int(cells[i] & mask) + lowest, int(smooth[i]), int(counts[track_of[i]]))
         for i in best
     ]
 

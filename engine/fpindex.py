@@ -69,6 +69,8 @@ _TIME_BITS = 16
 _MAX_FRAME = (1 << _TIME_BITS) - 1
 MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
 MAX_TRACK_ID = (1 << 63) - 1
+_CHECK_CHUNK = 1 << 22
+_DIRECTORY_MIN_KEYS = 1 << HASH_BITS  # below this a segment's posting table would outweigh its keys
 _BIN_SCALE = 64  # stored peak frequency in 1/64 bin: sub-bin precision, N_FFT / 2 * 64 < 2**16
 assert (N_FFT // 2 + 1) * _BIN_SCALE <= 1 << 16
 
@@ -204,6 +206,9 @@ class FingerprintIndex:
         self._live_ids = np.zeros(0, np.int64)
         self._live_where = np.zeros((0, 2), np.int64)
         self._cache: dict[str, _Segment] = {}
+        self._directories: dict[str, np.ndarray] = {}  # segment name -> posting table (``_directory``)
+        self._distinct: dict[str, bool] = {}  # segment name -> ``_holds_no_entry_twice``
+        self._all_alive: list[bool] = []
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -312,7 +317,10 @@ class FingerprintIndex:
             segments.append(seg)
             alive.append(~np.isin(seg.tracks, removed))
         self._cache = {s.name: s for s in segments}
+        self._directories = {name: t for name, t in self._directories.items() if name in self._cache}
+        self._distinct = {name: f for name, f in self._distinct.items() if name in self._cache}
         self._segments, self._alive = segments, alive
+        self._all_alive = [bool(a.all()) for a in alive]
         # every segment's tracks end to end: hits carry a dense position in this table
         self._track_table = np.concatenate([s.tracks for s in segments]).astype(np.int64) if segments else np.zeros(0, np.int64)
         # live track id -> (segment, local track), sorted by id, for reference_peaks
@@ -395,6 +403,54 @@ class FingerprintIndex:
         _, counts = np.unique(np.concatenate(keys), return_counts=True)
         return float(counts[counts > self._max_postings].sum() / counts.sum())
 
+    def _directory(self, seg: _Segment) -> np.ndarray | None:
+        """Where each hash value's postings begin in a large segment (``[h]`` to ``[h + 1]``), or None.
+
+        Two binary searches over tens of millions of mapped keys cost a query more than
+        everything else in ``lookup`` (each step a cache miss); a table of the 2**21 hash
+        values makes a posting range two reads. Built on first use in this process (one
+        pass of sorted searches over the keys, ~0.2 s at 100 h) and kept while the segment
+        is in use; small segments, where the table would outweigh the keys, go without.
+        """
+        if seg.keys.size == 0 or seg.keys.size < _DIRECTORY_MIN_KEYS or int(seg.keys[-1]) >> HASH_BITS:
+            return None
+        table = self._directories.get(seg.name)
+        if table is None:
+            dtype = np.uint32 if seg.keys.size < 1 << 32 else np.int64
+            table = np.searchsorted(seg.keys, np.arange((1 << HASH_BITS) + 1, dtype=np.uint32)).astype(dtype)
+            self._directories[seg.name] = table
+        return table
+
+    def _holds_no_entry_twice(self, seg: _Segment) -> bool:
+        """Whether no hash of the segment has the same (track, frame) posting twice.
+
+        What the writers produce (a reference hashes an anchor once per target, and the
+        postings of one hash come out in ascending order), but not part of the format, so
+        it is checked once per process: postings ascending strictly within each hash (one
+        pass over the mapped keys and values, in chunks).
+        """
+        flag = self._distinct.get(seg.name)
+        if flag is None:
+            flag = True
+            for start in range(0, max(seg.keys.size - 1, 0), _CHECK_CHUNK):
+                end = min(start + _CHECK_CHUNK + 1, seg.keys.size)  # one entry of overlap
+                k, v = np.asarray(seg.keys[start:end]), np.asarray(seg.vals[start:end])
+                if np.any((k[1:] == k[:-1]) & (v[1:] <= v[:-1])):
+                    flag = False
+                    break
+            self._distinct[seg.name] = flag
+        return flag
+
+    def _posting_ranges(self, seg: _Segment, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[lo, hi)`` of each (sorted) query hash's postings in a segment."""
+        table = self._directory(seg)
+        if table is None:
+            return np.searchsorted(seg.keys, q, side="left"), np.searchsorted(seg.keys, q, side="right")
+        inside = q < (1 << HASH_BITS)  # a wider value is no hash: no postings
+        qc = np.where(inside, q, 0).astype(np.int64)
+        lo = table[qc].astype(np.int64)
+        return lo, np.where(inside, table[qc + 1].astype(np.int64), lo)
+
     def lookup(self, hashes: np.ndarray) -> Hits:
         """Every live entry sharing a hash with ``hashes``.
 
@@ -419,14 +475,14 @@ class FingerprintIndex:
             if seg.keys.size == 0 or q.size == 0:
                 ranges.append(None)
                 continue
-            lo = np.searchsorted(seg.keys, q, side="left")
-            hi = np.searchsorted(seg.keys, q, side="right")
+            lo, hi = self._posting_ranges(seg, q)
             ranges.append((lo, hi))
             total_counts += hi - lo
         common = total_counts > self._max_postings
         parts_i = []
         base = 0
-        for seg, alive, rng in zip(self._segments, self._alive, ranges):
+        distinct = True  # segments hold different track positions, so only each one's own entries can repeat
+        for seg, alive, all_alive, rng in zip(self._segments, self._alive, self._all_alive, ranges):
             seg_base, base = base, base + seg.tracks.size
             if rng is None:
                 continue
@@ -440,15 +496,22 @@ class FingerprintIndex:
             pos = starts + np.arange(total)
             v = np.asarray(seg.vals[pos])
             local = (v >> _TIME_BITS).astype(np.int64)
-            keep = alive[local]
-            parts_t.append(seg.tracks[local[keep]])
-            parts_f.append((v[keep] & _MAX_FRAME).astype(np.int32))
-            parts_q.append(qi[keep])
-            parts_i.append(local[keep] + seg_base)
+            frames = (v & _MAX_FRAME).astype(np.int32)
+            if not all_alive:  # tombstoned tracks' entries stay in the segment until compaction
+                keep = alive[local]
+                local, frames, qi = local[keep], frames[keep], qi[keep]
+            parts_t.append(seg.tracks[local])
+            parts_f.append(frames)
+            parts_q.append(qi)
+            parts_i.append(local + seg_base)
+            distinct = distinct and self._holds_no_entry_twice(seg)
         if not parts_t:
             return Hits(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
+        if len(parts_t) == 1:  # one segment: no copies
+            return Hits(parts_t[0], parts_f[0], parts_q[0], track_index=parts_i[0], track_table=self._track_table,
+                        distinct=distinct)
         return Hits(np.concatenate(parts_t), np.concatenate(parts_f), np.concatenate(parts_q),
-                    track_index=np.concatenate(parts_i), track_table=self._track_table)
+                    track_index=np.concatenate(parts_i), track_table=self._track_table, distinct=distinct)
 
     def query(
         self,

@@ -16,11 +16,14 @@ from engine.fingerprint import (
     QUERY_PARAMS,
     REFERENCE_PARAMS,
     FingerprintParams,
+    Fingerprints,
     Hits,
     fingerprint,
+    hash_pairs,
     hash_peaks,
     identify,
     match,
+    pair_peaks,
     verify,
 )
 from engine.fpindex import FingerprintIndex
@@ -215,6 +218,59 @@ def test_short_true_track_is_not_crowded_out_by_busy_tracks(catalog: dict[int, n
 
     best = match(fp, lookup, speeds=(1.0,), max_candidates=3)[0]
     assert best.track_id == 7 and best.score >= 30
+
+
+def _counted_by_hand(track_ids: np.ndarray, ref_frames: np.ndarray, query_index: np.ndarray, q_frames: np.ndarray,
+                     top: int) -> dict[int, tuple[int, int, int]]:
+    """track -> (offset, score, raw hits) of the ``top`` best tracks, counted cell by cell: a query hash
+    once per (track, offset), a frame of tolerance either way, the earliest offset and lower id on ties."""
+    cells: dict[tuple[int, int], set[int]] = {}
+    for t, r, qi in zip(track_ids.tolist(), ref_frames.tolist(), query_index.tolist()):
+        cells.setdefault((t, r - int(q_frames[qi])), set()).add(qi)
+    best: dict[int, tuple[int, int]] = {}
+    for (t, o) in sorted(cells):
+        score = sum(len(cells.get((t, o + d), ())) for d in (-1, 0, 1))
+        if score >= 2 and score > best.get(t, (0, 0))[0]:
+            best[t] = (score, o)
+    raw = dict(zip(*np.unique(track_ids, return_counts=True)))
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+    return {int(t): (o, score, int(raw[t])) for t, (score, o) in ranked}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_match_scores_equal_a_cell_by_cell_count(seed: int) -> None:
+    """Every reported track, offset, score and hit count is what counting the hits by hand gives,
+    whichever way the lookup describes its hits (dense track positions, repeat-free or not)."""
+    from dataclasses import replace
+
+    gen = np.random.default_rng(seed)
+    frames = np.sort(gen.integers(0, 300, 240)).astype(np.int32)
+    bins = gen.uniform(5, 249, frames.size).astype(np.float32)
+    fp = Fingerprints(frames, bins, *hash_peaks(frames, bins, params=QUERY_PARAMS), 10.0)
+    q_frames = hash_pairs(frames, bins, *pair_peaks(frames, bins, params=QUERY_PARAMS))[1]
+    m = q_frames.size
+    table = gen.choice(10**12, 40, replace=False).astype(np.int64)  # sparse ids
+    n_chance = 3000
+    slot = gen.integers(0, 40, n_chance)
+    ref = gen.integers(0, 9000, n_chance)
+    qi = gen.integers(0, m, n_chance)
+    for k in range(12):  # aligned bursts of several sizes, some spread over two or three frames
+        size = int(gen.integers(2, 30))
+        q = gen.choice(m, size, replace=False)
+        slot = np.r_[slot, np.full(size, gen.integers(0, 40))]
+        ref = np.r_[ref, 1000 + 500 * k + q_frames[q] + gen.integers(-1, 2, size) * (k % 3 > 0)]
+        qi = np.r_[qi, q]
+    # repeat-free hits, then the same with some entries stored twice
+    cell = np.unique(np.column_stack([slot, ref, qi]), axis=0)
+    twice = np.r_[cell, cell[gen.choice(len(cell), 200, replace=False)]]
+    for rows, distinct in ((cell, True), (cell, False), (twice, False)):
+        hits = Hits(table[rows[:, 0]], rows[:, 1].astype(np.int32), rows[:, 2].astype(np.int64),
+                    track_index=rows[:, 0].astype(np.int64), track_table=table, distinct=distinct)
+        expected = _counted_by_hand(hits.track_ids, hits.ref_frames, hits.query_index, q_frames, 10)
+        assert len(expected) == 10
+        for view in (hits, replace(hits, track_index=None, track_table=None)):
+            got = match(fp, lambda h, v=view: v, speeds=(1.0,), top_tracks=10, max_candidates=10)
+            assert {c.track_id: (round(c.offset_s * FRAME_RATE), c.score, c.n_hits) for c in got} == expected
 
 
 def test_verifier_tells_the_true_alignment_from_wrong_ones(catalog: dict[int, np.ndarray], index: FingerprintIndex,

@@ -236,6 +236,56 @@ def test_answers_do_not_depend_on_the_dense_track_positions(tmp_path: Path) -> N
     assert [m.track_id for m in match(_excerpt(_fake_fp(1), 200), idx.lookup, speeds=(1.0,))][:1] == [10**12]
 
 
+def test_posting_table_finds_exactly_what_a_search_of_the_keys_finds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large segments look postings up in a table of hash values: the hits are the same, entry for entry."""
+    import engine.fpindex as fpindex
+
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_postings=40)
+    fps = {i: _fake_fp(i) for i in range(6)}
+    idx.add_many(list(fps.items())[:3])
+    idx.add_many(list(fps.items())[3:])
+    idx.add(2, _fake_fp(12))  # replaced: its old entries are tombstoned
+    idx.remove([4])
+    common = Fingerprints(np.zeros(1, np.int32), np.zeros(1, np.float32), np.full(50, 4321, np.uint32),
+                          np.arange(50, dtype=np.int32), 5.0)  # above max_postings
+    idx.add(9, common)
+    rng = np.random.default_rng(3)
+    queries = np.concatenate([fps[1].hashes[::3], fps[4].hashes[:50], _fake_fp(12).hashes[:80], [4321, 0],
+                              rng.integers(0, 1 << 21, 300), [(1 << 21) - 1, 1 << 21, (1 << 32) - 1]]).astype(np.uint32)
+    rng.shuffle(queries)
+    searched = idx.lookup(queries)
+    monkeypatch.setattr(fpindex, "_DIRECTORY_MIN_KEYS", 1)
+    tabled = FingerprintIndex.open(tmp_path / "ix", max_postings=40)
+    hits = tabled.lookup(queries)
+    assert len(tabled._directories) == len(tabled._segments) > 1  # every segment went through its table
+    assert searched.track_ids.size > 500
+    for name in ("track_ids", "ref_frames", "query_index", "track_index"):
+        assert np.array_equal(getattr(hits, name), getattr(searched, name)), name
+    assert 4 not in hits.track_ids and 4321 not in queries[hits.query_index]
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_an_entry_stored_twice_counts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """An index that holds a (hash, frame) entry twice says so to the matcher, which counts it once:
+    the track scores what the repeat-free index gives (the check reads the segment in chunks)."""
+    import engine.fpindex as fpindex
+
+    monkeypatch.setattr(fpindex, "_CHECK_CHUNK", chunk)
+    fp = _fake_fp(5)
+    twice = np.arange(0, fp.hashes.size, 3)
+    doubled = Fingerprints(fp.peak_frames, fp.peak_bins, np.r_[fp.hashes, fp.hashes[twice]],
+                           np.r_[fp.hash_frames, fp.hash_frames[twice]], fp.duration_s)
+    plain = FingerprintIndex.open(tmp_path / "plain", create=True)
+    plain.add_many([(5, fp), (3, _fake_fp(3))])  # random peaks that happen to repeat no entry
+    doubled_ix = FingerprintIndex.open(tmp_path / "doubled", create=True)
+    doubled_ix.add_many([(5, doubled), (3, _fake_fp(3))])
+    q = _excerpt(fp, 700)
+    assert plain.lookup(q.hashes).distinct and not doubled_ix.lookup(q.hashes).distinct
+    a, b = plain.query(q, speeds=(1.0,))[0], doubled_ix.query(q, speeds=(1.0,))[0]
+    assert (a.track_id, a.offset_s, a.score) == (b.track_id, b.offset_s, b.score) == (5, 700 / 31.25, a.score)
+    assert a.score >= 20 and b.n_hits > a.n_hits  # raw hits still count every stored entry
+
+
 def _same_peaks(index: FingerprintIndex, track_id: int, fp: Fingerprints) -> bool:
     frames, bins = index.reference_peaks(track_id)
     order = np.lexsort((fp.peak_bins, fp.peak_frames))
