@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ def embedded_dsn(pg_dir: Path) -> str:
     last one exits.
     """
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver keeps its lockfile in the user's runtime dir; without XDG_RUNTIME_DIR (containers,
+            # cron, plain ssh) platformdirs falls back to /tmp/runtime-UID and warns on every command
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise DatabaseError("pgserver is not installed; set DATABASE_URL to a PostgreSQL server") from exc
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
