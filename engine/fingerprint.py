@@ -546,14 +546,21 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     else:
         tracks, slot = np.unique(hits.track_ids, return_inverse=True)
     counts = np.bincount(slot, minlength=tracks.size)
-    offsets = hits.ref_frames - q_frames.astype(np.int32)[hits.query_index]
-    lowest = int(offsets.min())
-    rel = offsets - np.int32(lowest)
+    # offset + the clip's last frame: >= 0, as frames are (in place where possible: these are the big arrays)
+    base = int(q_frames.max(initial=0))
+    rel = (base - q_frames).astype(np.int32)[hits.query_index]
+    rel += hits.ref_frames if hits.ref_frames.dtype.itemsize <= 4 else hits.ref_frames.astype(np.int32)
+    lowest = int(rel.min())
+    if lowest < 0:
+        rel -= np.int32(lowest)
+        base -= lowest
     o_bits = int(rel.max() + 1).bit_length()  # the largest offset + 1 does not carry into the track bits
     # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h. The
     # sort key is (track, offset), so a neighbouring offset of the same track sorts right next to it.
     if hits.distinct and tracks.size << o_bits < 1 << 31:  # half the bytes to sort
-        key = (slot.astype(np.int32) << o_bits) | rel.astype(np.int32)
+        key = slot.astype(np.int32)
+        key <<= o_bits
+        key |= rel
         key.sort()
     else:
         key = (slot.astype(np.int64) << o_bits) | rel
@@ -567,11 +574,11 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     # a cell scores 2 or more (with its +-1 frame neighbours) only if one of its hits has another hit
     # of the same track at most a frame away, and then every hit it counts has one: the lone hits
     # (most chance hits) count for no such cell and are dropped before the run-length passes
-    near = (key[1:] - key[:-1]) <= 1  # never across tracks: the offset bits do not carry
-    alone = np.ones(key.size, bool)
-    alone[:-1] &= ~near
-    alone[1:] &= ~near
-    key = key[~alone]
+    near = np.diff(key) <= 1  # never across tracks: the offset bits do not carry
+    keep = np.zeros(key.size, bool)
+    keep[1:] = near
+    keep[:-1] |= near
+    key = key[keep]
     if key.size == 0:
         return []
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
@@ -593,7 +600,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
     mask = (1 << o_bits) - 1
     return [
-        (int(tracks[track_of[i]]), int(cells[i] & mask) + lowest, int(smooth[i]), int(counts[track_of[i]]))
+        (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
         for i in best
     ]
 

@@ -184,6 +184,18 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def _run_positions(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` (``total`` = sum of counts),
+    as one cumulative sum of steps: +1 within a run, a jump where the next run begins."""
+    runs = np.flatnonzero(counts)
+    first, n = starts[runs].astype(np.int64), counts[runs]
+    step = np.ones(total, np.int64)
+    at = np.cumsum(n) - n
+    step[at[0]] = first[0]
+    step[at[1:]] = first[1:] - (first[:-1] + n[:-1] - 1)
+    return np.cumsum(step, out=step)
+
+
 class FingerprintIndex:
     """A versioned, memory-mapped landmark index in one directory.
 
@@ -492,9 +504,7 @@ class FingerprintIndex:
             if total == 0:
                 continue
             qi = np.repeat(q_order, counts)
-            starts = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-            pos = starts + np.arange(total)
-            v = np.asarray(seg.vals[pos])
+            v = np.asarray(seg.vals[_run_positions(lo, counts, total)])
             local = (v >> _TIME_BITS).astype(np.int64)
             frames = (v & _MAX_FRAME).astype(np.int32)
             if not all_alive:  # tombstoned tracks' entries stay in the segment until compaction
@@ -503,7 +513,7 @@ class FingerprintIndex:
             parts_t.append(seg.tracks[local])
             parts_f.append(frames)
             parts_q.append(qi)
-            parts_i.append(local + seg_base)
+            parts_i.append(local + seg_base if seg_base else local)
             distinct = distinct and self._holds_no_entry_twice(seg)
         if not parts_t:
             return Hits(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64))
