@@ -24,6 +24,8 @@ of one. Readers map the arrays read-only (``np.load(mmap_mode='r')``): the OS
 page cache is shared by all processes. Unreferenced segments are deleted after
 ``keep_versions`` newer versions exist; a reader still using one keeps its
 mapping (POSIX unlink semantics), and ``reload`` picks up the new version.
+A reader keeps, per large segment, a table of where each of the 2**21 hash values'
+postings begin (8 MB, built on its first lookup) instead of binary-searching the keys.
 
 Storage: 8 bytes per hash (key and packed value) and 4 bytes per reference peak.
 16 bits of frame at 31.25 frames/s cover 34 min per track; a segment holds up to
