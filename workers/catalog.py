@@ -26,11 +26,12 @@ import numpy as np
 
 from db.queries import tracks as tracks_q
 
-from engine.analysis import analyze
+from engine.analysis import Analysis, analyze
 from engine.audio import AUDIO_EXTENSIONS, load, resample
 from engine.errors import EngineError
 from engine.fingerprint import FP_SR, Fingerprints, fingerprint
 from workers.embedding import TrackEmbedding, embed_audio, embed_file, process_embedder
+from workers.identify import fingerprint_file
 from workers.settings import AudioSettings, EmbedSettings
 
 if TYPE_CHECKING:
@@ -167,15 +168,16 @@ def process_file(path: str, audio: AudioSettings, work: FileWork = FileWork()) -
     Never raises for bad input: the reason goes into the result.
     """
     derive = work.fingerprint or work.embed is not None
-    try:
+
+    def decode_and_analyse() -> tuple[np.ndarray, Analysis]:
         y = load(path, sr=audio.sample_rate, limits=audio.limits,
                  max_seconds=None if derive else audio.analysis_seconds)
-        result = analyze(y[: int(audio.analysis_seconds * audio.sample_rate)], sr=audio.sample_rate)
-    except EngineError as exc:
-        return FileResult(path=path, error=getattr(exc, "reason", str(exc)))
-    except Exception as exc:  # a bug on one file must not lose the batch; logged with traceback
-        logger.exception("analysis failed on %s", path)
-        return FileResult(path=path, error=f"internal error: {type(exc).__name__}: {exc}")
+        return y, analyze(y[: int(audio.analysis_seconds * audio.sample_rate)], sr=audio.sample_rate)
+
+    analysed, error = _guarded(path, "analysis", decode_and_analyse)
+    if analysed is None:
+        return FileResult(path=path, error=error)
+    y, result = analysed
     if not derive:
         return FileResult(path=path, analysis=result.to_dict())
     y_fp = resample(y, orig_sr=audio.sample_rate, target_sr=FP_SR) if audio.sample_rate >= FP_SR else None
@@ -191,19 +193,19 @@ T = TypeVar("T")
 
 
 def _guarded(path: str, what: str, step: Callable[[], T]) -> tuple[T | None, str | None]:
-    """Run one optional step: its result, or the reason it failed (a bug is logged with its traceback)."""
+    """Run one step on a file: its result, or the reason it failed (a bug is logged with its traceback)."""
     try:
         return step(), None
     except EngineError as exc:
         return None, getattr(exc, "reason", str(exc))
-    except Exception as exc:
+    except Exception as exc:  # a bug on one file must not lose the batch
         logger.exception("%s failed on %s", what, path)
         return None, f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _fingerprint(path: str, y_fp: np.ndarray | None, audio: AudioSettings) -> Fingerprints:
     if y_fp is None:  # the analysis rate is below the fingerprints' band: decode at their rate
-        y_fp = load(path, sr=FP_SR, limits=audio.limits)
+        return fingerprint_file(path, audio)
     return fingerprint(y_fp, sr=FP_SR)
 
 
