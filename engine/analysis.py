@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from engine.audio import is_silent
+from engine.audio import is_silent, too_short
 from engine.energy import estimate_energy
 from engine.errors import DecodeError, ParameterError
 from engine.key import estimate_key
@@ -64,7 +64,7 @@ def analyze(y: np.ndarray, *, sr: int) -> Analysis:
         raise DecodeError("silent: no audio above -70 dBFS")
     if len(y) < MIN_ANALYSIS_S * sr:
         # a user's clip, not a bug: tempo needs a few beats to lock on
-        raise DecodeError(f"too short ({len(y) / sr:.1f} s; need at least {MIN_ANALYSIS_S:g} s)")
+        raise too_short(len(y) / sr, minimum_s=MIN_ANALYSIS_S)
     # Two resolutions, each computed once and shared: rhythm needs ~10 ms
     # frames, harmony needs ~3 Hz bins to tell bass notes apart.
     fine = stft_magnitude(y, sr=sr, n_fft=1024, hop_length=256)

@@ -59,6 +59,17 @@ def _fmt_duration(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
+def too_short(duration_s: float, *, minimum_s: float) -> DecodeError:
+    """The error for audio below ``minimum_s``.
+
+    The length is truncated, not rounded, so a clip just under the minimum never
+    reads as long as it ("0.1 s; need at least 0.1 s").
+    """
+    digits = 1 if duration_s >= 1.0 else 2
+    shown = np.floor(duration_s * 10**digits) / 10**digits
+    return DecodeError(f"too short ({shown:.{digits}f} s; need at least {minimum_s:g} s)")
+
+
 def load(
     path: str | os.PathLike[str],
     *,
@@ -142,9 +153,7 @@ def load(
             f"{_fmt_duration(duration)} decodes"
         )
     if duration < limits.min_duration_s:
-        raise DecodeError(
-            f"too short ({duration:.1f} s; need at least {limits.min_duration_s:g} s)"
-        )
+        raise too_short(duration, minimum_s=limits.min_duration_s)
     if max_seconds is not None:
         y = y[: int(max_seconds * sr)]
     if check_silence and is_silent(y):

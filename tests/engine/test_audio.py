@@ -103,6 +103,12 @@ def test_too_short(tmp_path: Path) -> None:
         load(_encode(tmp_path, "a.wav", _tone(0.5)), sr=SR)
 
 
+def test_too_short_never_reads_as_long_as_the_minimum(tmp_path: Path) -> None:
+    """A clip just under the minimum says a length below it, not the minimum itself."""
+    with pytest.raises(DecodeError, match=r"too short \(0\.09 s; need at least 0\.1 s\)"):
+        load(_encode(tmp_path, "blip.wav", _tone(0.097)), sr=SR, limits=DecodeLimits(min_duration_s=0.1))
+
+
 def test_silent(tmp_path: Path) -> None:
     """Digital silence is refused as silent unless the caller opts out."""
     p = _encode(tmp_path, "quiet.flac", np.zeros(3 * 44100, dtype=np.float32))
