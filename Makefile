@@ -32,6 +32,7 @@ bench-analysis: install
 	$(BIN)/python -m bench.analysis
 bench-identify: install
 	$(BIN)/python -m bench.identify
+	$(BIN)/python -m bench.identify.lookalike
 bench-embedding: install
 	$(BIN)/python -m bench.embedding
 bench-ingest: install
