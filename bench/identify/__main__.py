@@ -91,7 +91,10 @@ def load_tracks(manifest: Path, *, min_track_s: float, limit: int | None) -> lis
             except Exception as exc:  # a broken dev file is skipped, not fatal
                 logger.warning("skipping %s: %s", path, exc)
                 continue
-            np.save(f, np.clip(y * 32767.0, -32767, 32767).astype(np.int16))
+            pcm = np.clip(y * 32767.0, -32767, 32767).astype(np.int16)
+            np.save(f, pcm)
+            # use what later runs will read from the cache, so the first run indexes the same audio
+            y = pcm.astype(np.float32) / 32767.0
         if y.size / GEN_SR >= min_track_s:
             tracks.append(Track(key=key, track_id=i + 1, path=Path(path), y=y))
         if limit and len(tracks) >= limit:
