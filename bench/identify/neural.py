@@ -80,7 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     audio, names = training_audio(args.model, bench_out=args.bench_out, extra_dirs=args.extra_dir)
     total_s = sum(a.size for a in audio) / FP_NET_SR
     print(f"model {args.model}: {len(audio)} files, {total_s / 60:.1f} min of audio")
-    cfg = FpTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr)
+    cfg = FpTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed, lr=args.lr,
+                        crowd_snr_db=tuple(args.crowd_snr_db), p_crowd=args.p_crowd)
     mcfg = FpNetConfig(dim=args.dim)
     res = train_fpnet(audio, sr=FP_NET_SR, config=cfg, model_config=mcfg, device=select_device(args.device),
                       on_log=lambda r: print(json.dumps(r), flush=True))
@@ -88,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        "config": cfg.__dict__, "seconds": round(res.seconds),
                        "final_loss": res.history[-1]["loss"], "command": " ".join(sys.argv)},
              "n_params": count_parameters(res.model)}
-    save_model(res.model, args.out, version=f"fpnet-{args.model.lower()}-s{args.seed}", extra=extra)
+    save_model(res.model, args.out, version=args.version or f"fpnet-{args.model.lower()}-s{args.seed}", extra=extra)
     print(f"saved {args.out} after {res.seconds:.0f} s")
     return 0
 
@@ -351,8 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--batch", type=int, default=128)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--dim", type=int, default=64)
+    tr.add_argument("--crowd-snr-db", type=float, nargs=2, default=list(FpTrainConfig.crowd_snr_db),
+                    help="range of the training crowd's SNR (engine.degrade.babble)")
+    tr.add_argument("--p-crowd", type=float, default=FpTrainConfig.p_crowd)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=1)
+    tr.add_argument("--version", default=None, help="name in the sidecar (default fpnet-g-s0 etc.)")
     tr.add_argument("--device", default="auto")
     ev = sub.add_parser("eval", help="evaluate models (and the landmark system) on the bench's cached queries")
     ev.add_argument("--weights", type=Path, action="append", default=[])
