@@ -40,6 +40,7 @@ from engine.fpnet.train import FpTrainConfig, train_fpnet
 logger = logging.getLogger("bench.identify.neural")
 
 BENCH_OUT = Path("/work/main/bench/out/identify")
+REFIT = "refit:landmark"
 
 
 def bench_tracks(bench_out: Path) -> tuple[list[ident.Track], list[ident.Track], list[ident.Track]]:
@@ -168,11 +169,15 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, *, ridge: float = 1e-3) -> np.nd
 
 
 def candidate_features(rec: Record, system: str) -> tuple[list[int], np.ndarray]:
-    """Candidate tracks and their features for ``system`` (a neural model name, or ``fusion:NAME``).
+    """Candidate tracks and their features for ``system`` (a neural model name, ``fusion:NAME`` or ``REFIT``).
 
     Neural: [1, score, score − best other, log segments]. Fusion adds the landmark's calibrated
     confidence of the same track (0 when it is not a landmark candidate) over the union of both lists.
+    ``REFIT`` is the control for fusion: the landmark's own confidence, its threshold refitted the same way.
     """
+    if system == REFIT:
+        tracks = list(rec.landmark)
+        return tracks, np.column_stack([np.ones(len(tracks)), [rec.landmark[t] for t in tracks]]).reshape(-1, 2)
     name = system.split(":")[-1]
     nm = {m.track_id: m.score for m in rec.neural[name]}
     tracks = list(nm)
@@ -295,12 +300,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sets[name] = run_queries(qs, index=index, models=models, refs=refs, shared=shared)
         print(f"{name}: {len(qs)} queries done after {time.perf_counter() - t_start:.0f} s")
     fit, test = sets[args.fit_queries], sets[args.test_queries]
-    systems = ["landmark"] + list(models) + [f"fusion:{m}" for m in models]
+    systems = ["landmark", REFIT] + list(models) + [f"fusion:{m}" for m in models]
     acceptors = {s: (fit_acceptor(fit, s) if s != "landmark" else None) for s in systems}
     tallies = {s: tally(test, s, acceptors[s]) for s in systems}
     conds = list(dict.fromkeys(r.condition for r in test))
     print(f"\ntest set {args.test_queries}; thresholds fitted on {args.fit_queries} (≤ 1 % of its outside clips pass)")
-    short = {s: s.replace("fusion:", "F:").replace("fpnet-", "") for s in systems}
+    short = {s: s.replace("fusion:", "F:").replace("fpnet-", "").replace(REFIT, "lm refit") for s in systems}
     hdr = f"{'condition':<16}{'in/out':>8} | " + " | ".join(f"{short[s][:14]:>14} raw  acc  FA" for s in systems)
     print(hdr)
     print("-" * len(hdr))
