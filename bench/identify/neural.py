@@ -173,22 +173,25 @@ def candidate_features(rec: Record, system: str) -> tuple[list[int], np.ndarray]
 
     Neural: [1, score, score − best other, log segments]. Fusion adds the landmark's calibrated
     confidence of the same track (0 when it is not a landmark candidate) over the union of both lists.
-    ``REFIT`` is the control for fusion: the landmark's own confidence, its threshold refitted the same way.
+    ``fusion-lm:NAME`` keeps only the landmark's candidates (neural score from the neural top-10 list, 0 when
+    absent there). ``REFIT`` is the control for fusion: the landmark's own confidence, its threshold refitted the same way.
     """
     if system == REFIT:
         tracks = list(rec.landmark)
         return tracks, np.column_stack([np.ones(len(tracks)), [rec.landmark[t] for t in tracks]]).reshape(-1, 2)
     name = system.split(":")[-1]
     nm = {m.track_id: m.score for m in rec.neural[name]}
-    tracks = list(nm)
-    if system.startswith("fusion:"):
-        tracks += [t for t in rec.landmark if t not in nm]
+    fusion = system.startswith(("fusion:", "fusion-lm:"))
+    if system.startswith("fusion-lm:"):  # the landmark's candidates only: the neural part only re-scores them
+        tracks = list(rec.landmark)
+    else:
+        tracks = list(nm) + ([t for t in rec.landmark if t not in nm] if fusion else [])
     if not tracks:
-        return [], np.zeros((0, 5 if system.startswith("fusion:") else 4))
+        return [], np.zeros((0, 5 if fusion else 4))
     s = np.array([nm.get(t, 0.0) for t in tracks])
     others = np.array([max([v for u, v in nm.items() if u != t], default=0.0) for t in tracks])
     cols = [np.ones(len(tracks)), s, s - others, np.full(len(tracks), np.log(max(rec.n_segments, 1)))]
-    if system.startswith("fusion:"):
+    if fusion:
         cols.append(np.array([rec.landmark.get(t, 0.0) for t in tracks]))
     return tracks, np.column_stack(cols)
 
@@ -300,12 +303,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sets[name] = run_queries(qs, index=index, models=models, refs=refs, shared=shared)
         print(f"{name}: {len(qs)} queries done after {time.perf_counter() - t_start:.0f} s")
     fit, test = sets[args.fit_queries], sets[args.test_queries]
-    systems = ["landmark", REFIT] + list(models) + [f"fusion:{m}" for m in models]
+    systems = ["landmark", REFIT] + list(models) + [f"{f}:{m}" for f in ("fusion", "fusion-lm") for m in models]
     acceptors = {s: (fit_acceptor(fit, s) if s != "landmark" else None) for s in systems}
     tallies = {s: tally(test, s, acceptors[s]) for s in systems}
     conds = list(dict.fromkeys(r.condition for r in test))
     print(f"\ntest set {args.test_queries}; thresholds fitted on {args.fit_queries} (≤ 1 % of its outside clips pass)")
-    short = {s: s.replace("fusion:", "F:").replace("fpnet-", "").replace(REFIT, "lm refit") for s in systems}
+    short = {s: s.replace("fusion-lm:", "FL:").replace("fusion:", "F:").replace("fpnet-", "").replace(REFIT, "lm refit") for s in systems}
     hdr = f"{'condition':<16}{'in/out':>8} | " + " | ".join(f"{short[s][:14]:>14} raw  acc  FA" for s in systems)
     print(hdr)
     print("-" * len(hdr))
