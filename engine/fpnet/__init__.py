@@ -14,6 +14,7 @@ from engine.fpnet.model import (
     segment_starts,
     segment_vectors,
 )
+from engine.fpnet.search import ReferenceSet, SegmentMatch, match_segments
 
 __all__ = ["FP_NET_SR", "HOP_S", "SEGMENT_S", "FpNet", "FpNetConfig", "load_model", "save_model",
-           "segment_starts", "segment_vectors"]
+           "segment_starts", "segment_vectors", "ReferenceSet", "SegmentMatch", "match_segments"]
