@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import bench.identify.__main__ as ident
 from engine.audio import DecodeLimits, load, resample
