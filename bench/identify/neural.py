@@ -32,13 +32,13 @@ from engine.audio import DecodeLimits, load, resample
 from engine.device import configure_cpu_threads, select_device
 from engine.fingerprint import FP_SR, Calibration, fingerprint, identify
 from engine.fpindex import FingerprintIndex
-from engine.fpnet.model import FP_NET_SR, HOP_S, FpNet, FpNetConfig, count_parameters, load_model, save_model, segment_vectors
-from engine.fpnet.search import ReferenceSet, SegmentMatch, match_segments
-from engine.fpnet.train import FpTrainConfig, train_fpnet
+from bench.identify.fpnet.model import FP_NET_SR, HOP_S, FpNet, FpNetConfig, count_parameters, load_model, save_model, segment_vectors
+from bench.identify.fpnet.search import ReferenceSet, SegmentMatch, match_segments
+from bench.identify.fpnet.train import FpTrainConfig, train_fpnet
 
 logger = logging.getLogger("bench.identify.neural")
 
-BENCH_OUT = Path("/work/main/bench/out/identify")
+BENCH_OUT = ident.OUT  # where `python -m bench.identify` keeps its decoded tracks and queries
 REFIT = "refit:landmark"
 
 

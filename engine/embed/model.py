@@ -142,8 +142,6 @@ def save_model(
     The classifier head is left out: serving needs only the embedding. Both
     files are written under temporary names and renamed into place.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
@@ -151,6 +149,17 @@ def save_model(
     }
     cfg = asdict(model.config) | {"n_classes": 0}
     meta = {"version": version, "config": cfg, "dtype": "float16" if half else "float32"} | (extra or {})
+    return write_weights(path, state, meta)
+
+
+def write_weights(path: str | os.PathLike[str], state: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write a state dict to ``path`` and its JSON sidecar to ``path.json``.
+
+    Each file is written under a temporary name and renamed into place, so a
+    reader never sees half of one.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, p)

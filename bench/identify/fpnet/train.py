@@ -28,7 +28,7 @@ from engine.degrade import babble
 from engine.embed.augment import VoiceMemo, change_speed, degrade
 from engine.embed.train import nt_xent
 from engine.errors import ParameterError
-from engine.fpnet.model import FpNet, FpNetConfig
+from bench.identify.fpnet.model import FpNet, FpNetConfig
 
 logger = logging.getLogger(__name__)
 

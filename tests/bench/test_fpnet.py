@@ -11,7 +11,7 @@ import torch
 from engine.audio import resample
 from engine.camelot import Key
 from engine.errors import ParameterError
-from engine.fpnet.model import (
+from bench.identify.fpnet.model import (
     DEFAULT_WEIGHTS,
     FP_NET_SR,
     HOP_S,
@@ -22,8 +22,8 @@ from engine.fpnet.model import (
     segment_starts,
     segment_vectors,
 )
-from engine.fpnet.search import ReferenceSet, match_segments
-from engine.fpnet.train import FpTrainConfig, train_fpnet
+from bench.identify.fpnet.search import ReferenceSet, match_segments
+from bench.identify.fpnet.train import FpTrainConfig, train_fpnet
 from engine.synth import TrackSpec, render
 
 TINY = FpNetConfig(channels=(8, 8, 16, 16), dim=16)

@@ -3,7 +3,7 @@
 A segment's log-mel patch (8 kHz audio, 150–4000 Hz: the band a phone in a
 club keeps best) goes through a stack of strided 2-D convolutions that halve
 time and frequency at each stage, then a small projection to ``dim``
-numbers, L2-normalised. Trained contrastively (``engine.fpnet.train``), a
+numbers, L2-normalised. Trained contrastively (``bench.identify.fpnet.train``), a
 clean segment and its phone-memo copy land close together while other
 segments, of the same track too, stay apart: the vectors identify *where*
 in *which* recording, not what it sounds like (that is ``engine.embed``).
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from engine.embed.features import LogMel
+from engine.embed.model import write_weights
 from engine.errors import ParameterError
 
 FP_NET_SR = 8000
@@ -99,18 +100,9 @@ def count_parameters(model: nn.Module) -> int:
 
 def save_model(model: FpNet, path: str | os.PathLike[str], *, version: str, extra: dict | None = None) -> Path:
     """Write ``path`` (float16 state dict) and ``path.json`` (config, version, extras), each renamed into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
     meta = {"version": version, "config": asdict(model.config), "dtype": "float16"} | (extra or {})
-    tmp = p.with_name(p.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, p)
-    meta_path = p.with_name(p.name + ".json")
-    tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, meta_path)
-    return p
+    return write_weights(path, state, meta)
 
 
 def load_model(path: str | os.PathLike[str] = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu") -> tuple[FpNet, dict]:
