@@ -66,7 +66,7 @@ def too_short(duration_s: float, *, minimum_s: float) -> DecodeError:
     reads as long as it ("0.1 s; need at least 0.1 s").
     """
     digits = 1 if duration_s >= 1.0 else 2
-    shown = np.floor(duration_s * 10**digits) / 10**digits
+    shown = np.floor(duration_s * 10**digits + 1e-9) / 10**digits  # 0.29 * 100 is 28.999…
     return DecodeError(f"too short ({shown:.{digits}f} s; need at least {minimum_s:g} s)")
 
 
