@@ -428,10 +428,12 @@ class Worker:
         def on_progress(done: int, total: int, path: str) -> None:
             ctx.send(Progress(ctx.request_id, "analysing", f"{done}/{total}"))
 
-        # the same catalog update as `mixwith catalog add`: analysis, fingerprints, sounds-like index
+        # the same catalog update as `mixwith catalog add`: analysis, fingerprints, sounds-like index. It runs in
+        # engine processes of its own (started for it, stopped after): in the request pool every /mixwith request
+        # would queue behind all of a library's files, and those processes would keep the import's models loaded.
         update = await add_to_catalog(self.pool, paths, settings=self.settings,
                                       source=str(payload.get("source") or "library"),
-                                      on_progress=on_progress, executor=self.executor)
+                                      on_progress=on_progress, executor=None)
         await self.reload_resources(force=True)  # the next request sees the new tracks at once
         return update.to_dict()
 

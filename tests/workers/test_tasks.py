@@ -282,6 +282,30 @@ async def test_a_track_added_by_an_ingest_job_is_identified_in_a_memo(engine_poo
     assert result.query["identified"]["track_id"] == added[track.name]
 
 
+async def test_an_ingest_job_leaves_the_request_processes_to_requests(engine_pool, qsettings, write_track, tmp_path):
+    """A library import runs in engine processes of its own: /mixwith requests never queue behind its files, and
+    the request processes are not left holding the import's models."""
+    from concurrent.futures import Executor
+
+    submitted: list[str] = []
+
+    class Recording(Executor):
+        """The request pool, noting what is run in it."""
+
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(getattr(fn, "__name__", repr(fn)))
+            return engine_pool.submit(fn, *args, **kwargs)
+
+    folder = tmp_path / "crate"
+    for i, style in enumerate(("house", "techno")):
+        write_track(f"Artist - Track {i}.wav", style=style, seed=30 + i, duration_s=12, folder=folder)
+    async with open_queue(qsettings, executor=Recording()) as client:
+        ingest = await (await client.submit_ingest([str(folder)], request_id=str(uuid.uuid4()))).answer()
+    assert ingest.ok, ingest
+    assert len(ingest.result["added"]) == 2
+    assert "process_file" not in submitted
+
+
 async def test_a_retrained_model_is_picked_up_without_restarting_the_worker(
     engine_pool, qsettings, catalog, pool, tmp_path, write_track
 ):
