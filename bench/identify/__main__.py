@@ -76,8 +76,8 @@ class Track:
         return self.y.size / GEN_SR
 
 
-def load_tracks(manifest: Path, *, min_track_s: float, limit: int | None) -> list[Track]:
-    cache = OUT / "cache"
+def load_tracks(manifest: Path, *, min_track_s: float, limit: int | None, out: Path = OUT) -> list[Track]:
+    cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     tracks = []
     for i, line in enumerate(manifest.read_text().splitlines()):
@@ -118,10 +118,11 @@ def _make_one(job: tuple[np.ndarray, Condition, int, Path, tuple[int, int, int]]
 
 
 def make_queries(
-    indexed: list[Track], held: list[Track], conds: list[Condition], *, n_in: int, n_out: int, seed: int, workers: int = 2
+    indexed: list[Track], held: list[Track], conds: list[Condition], *, n_in: int, n_out: int, seed: int, workers: int = 2,
+    out: Path = OUT,
 ) -> list[Query]:
-    """Degraded excerpts for every condition (cached by seed and counts); a seeded choice per query."""
-    root = OUT / f"queries-g2-{seed}-{n_in}-{n_out}"  # g2: rooms with a rate-independent DRR
+    """Degraded excerpts for every condition (cached under ``out`` by seed and counts); a seeded choice per query."""
+    root = out / f"queries-g2-{seed}-{n_in}-{n_out}"  # g2: rooms with a rate-independent DRR
     listing = root / "queries.json"
     wanted = {c.name for c in conds}
     if listing.exists():
@@ -232,24 +233,36 @@ def evaluate_ours(
         res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=calibration,
                        keep_speeds=keep_speeds)
         ms = (time.process_time() - t0) * 1000
-        d = per.setdefault(q.condition, {"in": 0, "correct": 0, "raw": 0, "offset_ok": 0, "out": 0, "fa": 0, "wrong_accept": 0,
-                                         "shared": 0, "shared_accepted": 0, "ms": [], "decode_ms": []})
+        d = per.setdefault(q.condition, new_counts() | {"offset_ok": 0, "wrong_accept": 0, "ms": [], "decode_ms": []})
         d["ms"].append(ms)
         d["decode_ms"].append(dec_ms)
         got = res.match.track_id if res.match else None
-        if q.truth is None and q.source in shared:
-            d["shared"] += 1
-            d["shared_accepted"] += got is not None
-        elif q.truth is None:
-            d["out"] += 1
-            d["fa"] += got is not None
-        else:
-            d["in"] += 1
-            d["correct"] += got == q.truth
-            d["raw"] += bool(res.candidates) and res.candidates[0].track_id == q.truth
+        count_answer(d, got=got, top=res.candidates[0].track_id if res.candidates else None, truth=q.truth,
+                     shared=q.truth is None and q.source in shared)
+        if q.truth is not None:
             d["wrong_accept"] += got is not None and got != q.truth
             d["offset_ok"] += got == q.truth and abs(res.match.offset_s - q.offset_s) < 0.2
     return per
+
+
+def new_counts() -> dict[str, int]:
+    """A condition's answer counts before any clip (see :func:`count_answer`)."""
+    return dict.fromkeys(("in", "correct", "raw", "out", "fa", "shared", "shared_accepted"), 0)
+
+
+def count_answer(d: dict, *, got: int | None, top: int | None, truth: int | None, shared: bool) -> None:
+    """Add one clip's answer to a condition's counts: an outside clip with catalog audio (``shared``) apart,
+    other outside clips as false accepts when named, in-catalog clips as right (accepted) and raw-right (top)."""
+    if shared:
+        d["shared"] += 1
+        d["shared_accepted"] += got is not None
+    elif truth is None:
+        d["out"] += 1
+        d["fa"] += got is not None
+    else:
+        d["in"] += 1
+        d["correct"] += got == truth
+        d["raw"] += top == truth
 
 
 def evaluate_peer(pm: peer.PeerMatcher, queries: list[Query], name_to_id: dict[str, int],

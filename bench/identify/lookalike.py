@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.identify.__main__ import load_query
 from bench.identify.degrade import Condition, degrade, write_m4a
-from engine.audio import DecodeLimits, load
 from engine.fingerprint import FP_SR, REFERENCE_PARAMS, Calibration, fingerprint, identify
 from engine.fpindex import FingerprintIndex
 from engine.synth import demo_specs, render
@@ -38,7 +38,7 @@ def _memo(y: np.ndarray, *, snr_db: float, seed: int, tmp: Path) -> np.ndarray:
     """``y`` through the bench's phone-memo chain (room, babble, band-pass, AAC 64 kbps), decoded again."""
     path = tmp / f"memo-{seed}.m4a"
     write_m4a(degrade(y, sr=GEN_SR, condition=Condition(CLIP_S, snr_db), rng=np.random.default_rng(seed)), path, sr=GEN_SR)
-    return load(path, sr=FP_SR, limits=DecodeLimits(min_duration_s=0.5), check_silence=False)
+    return load_query(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +93,7 @@ def _clean(y: np.ndarray, tmp: Path, *, name: str) -> np.ndarray:
     """A clean excerpt as the decoder hands it over (AAC 64 kbps, no room or noise)."""
     path = tmp / f"{name}.m4a"
     write_m4a(y / (np.max(np.abs(y)) + 1e-9) * 0.7, path, sr=GEN_SR)
-    return load(path, sr=FP_SR, limits=DecodeLimits(min_duration_s=0.5), check_silence=False)
+    return load_query(path)
 
 
 if __name__ == "__main__":

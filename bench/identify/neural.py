@@ -44,13 +44,7 @@ REFIT = "refit:landmark"
 
 def bench_tracks(bench_out: Path) -> tuple[list[ident.Track], list[ident.Track], list[ident.Track]]:
     """(all bench tracks, indexed, held out) from the bench's decoded cache under ``bench_out``."""
-    # load_tracks reads its cache below the module's OUT; point it at the given bench output for this call
-    saved = ident.OUT
-    ident.OUT = bench_out
-    try:
-        tracks = ident.load_tracks(ident.MANIFEST, min_track_s=30.0, limit=None)
-    finally:
-        ident.OUT = saved
+    tracks = ident.load_tracks(ident.MANIFEST, min_track_s=30.0, limit=None, out=bench_out)
     indexed, held = ident.split_tracks(tracks, holdout=0.25)
     return tracks, indexed, held
 
@@ -119,12 +113,9 @@ def query_set(bench_out: Path, name: str, indexed: list[ident.Track], held: list
     if not listing.is_file():
         raise SystemExit(f"no {listing}: generate the queries with the bench first (this tool never does)")
     seed, n_in, n_out = (int(x) for x in name.split("-")[-3:])
-    saved = ident.OUT
-    ident.OUT = bench_out  # make_queries reads the listing below OUT (and replays the draws for the sources)
-    try:
-        qs = ident.make_queries(indexed, held, ident.conditions(quick=False), n_in=n_in, n_out=n_out, seed=seed)
-    finally:
-        ident.OUT = saved
+    # the listing is read, never regenerated (checked above); the draws are replayed for the sources
+    qs = ident.make_queries(indexed, held, ident.conditions(quick=False), n_in=n_in, n_out=n_out, seed=seed,
+                            out=bench_out)
     root = bench_out.parents[2]  # listing paths are relative to the repo the bench ran in
     return [ident.Query(q.condition, q.path if q.path.is_absolute() else root / q.path, q.truth, q.offset_s, q.source)
             for q in qs]
@@ -239,17 +230,7 @@ def tally(records: list[Record], system: str, acceptor: Acceptor | None) -> dict
             top = next(iter(r.landmark), None)
         else:
             got, top, _ = acceptor.decide(r, system)
-        d = per.setdefault(r.condition, {"in": 0, "raw": 0, "acc": 0, "out": 0, "fa": 0, "shared": 0, "shared_acc": 0})
-        if r.shared:
-            d["shared"] += 1
-            d["shared_acc"] += got is not None
-        elif r.truth is None:
-            d["out"] += 1
-            d["fa"] += got is not None
-        else:
-            d["in"] += 1
-            d["raw"] += top == r.truth
-            d["acc"] += got == r.truth
+        ident.count_answer(per.setdefault(r.condition, ident.new_counts()), got=got, top=top, truth=r.truth, shared=r.shared)
     return per
 
 
@@ -320,13 +301,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cells = []
         for s in systems:
             d = tallies[s][c]
-            cells.append(f"{'':>14}{d['raw'] / max(d['in'], 1):>4.0%} {d['acc'] / max(d['in'], 1):>4.0%} {d['fa']:>3d}")
+            cells.append(f"{'':>14}{d['raw'] / max(d['in'], 1):>4.0%} {d['correct'] / max(d['in'], 1):>4.0%} {d['fa']:>3d}")
         print(line + " | ".join(cells))
         result["conditions"][c] = {s: tallies[s][c] for s in systems}
     print("totals (accepted right / raw right / in; FA / out; shared accepted / shared):")
     for s in systems:
-        tot = {k: sum(d[k] for d in tallies[s].values()) for k in ("in", "raw", "acc", "out", "fa", "shared", "shared_acc")}
-        print(f"  {s:<24} {tot['acc']}/{tot['raw']}/{tot['in']}; FA {tot['fa']}/{tot['out']}; shared {tot['shared_acc']}/{tot['shared']}"
+        tot = {k: sum(d[k] for d in tallies[s].values()) for k in ("in", "raw", "correct", "out", "fa", "shared", "shared_accepted")}
+        print(f"  {s:<24} {tot['correct']}/{tot['raw']}/{tot['in']}; FA {tot['fa']}/{tot['out']}; shared {tot['shared_accepted']}/{tot['shared']}"
               + (f"; threshold {acceptors[s].threshold:.3f}" if acceptors[s] else ""))
         result.setdefault("totals", {})[s] = tot
     for name in models:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-import bench.identify.__main__ as bench_identify
 from bench.identify.__main__ import GEN_SR, Track, load_tracks, shared_audio
 from engine.camelot import Key
 from engine.fingerprint import fingerprint
@@ -33,15 +31,13 @@ def test_held_out_remaster_of_a_catalog_track_is_flagged(tmp_path: Path, rng: np
     assert found == {10: 1}
 
 
-def test_first_and_later_runs_index_the_same_audio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    rng: np.random.Generator) -> None:
+def test_first_and_later_runs_index_the_same_audio(tmp_path: Path, rng: np.random.Generator) -> None:
     """The run that decodes a dev track gets exactly the audio later runs read from the bench's cache."""
     y = (0.3 * rng.standard_normal(2 * GEN_SR)).astype(np.float32)
     sf.write(tmp_path / "a.flac", y, GEN_SR, subtype="PCM_24")  # finer than the cache's 16 bits
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text(f"d001\t{tmp_path / 'a.flac'}\tpkg\tNA\n")
-    monkeypatch.setattr(bench_identify, "OUT", tmp_path / "out")
-    first = load_tracks(manifest, min_track_s=1.0, limit=None)
-    later = load_tracks(manifest, min_track_s=1.0, limit=None)
+    first = load_tracks(manifest, min_track_s=1.0, limit=None, out=tmp_path / "out")
+    later = load_tracks(manifest, min_track_s=1.0, limit=None, out=tmp_path / "out")
     assert (tmp_path / "out" / "cache" / "d001.npy").is_file()
     assert np.array_equal(first[0].y, later[0].y)

@@ -14,7 +14,6 @@ Weights are a plain state dict (float16) plus a JSON sidecar, loaded with
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from engine.embed.features import LogMel
-from engine.embed.model import write_weights
+from engine.embed.model import read_sidecar, write_weights
 from engine.errors import ParameterError
 
 FP_NET_SR = 8000
@@ -111,7 +110,7 @@ def load_model(path: str | os.PathLike[str] = DEFAULT_WEIGHTS, *, device: torch.
     meta_path = Path(str(p) + ".json")
     if not p.is_file() or not meta_path.is_file():
         raise ParameterError(f"no fingerprint model at {p} (weights and .json sidecar)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_sidecar(p)
     cfg = dict(meta["config"])
     cfg["channels"] = tuple(cfg["channels"])
     model = FpNet(FpNetConfig(**cfg))
