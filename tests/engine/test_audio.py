@@ -1,7 +1,8 @@
-"""Decoding real files of every common container through ffmpeg and libsndfile."""
+"""Decoding real files of every common container through PyAV, the ffmpeg process and libsndfile."""
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +126,9 @@ def test_timeout(tmp_path: Path) -> None:
 
 
 def test_sndfile_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without ffmpeg on PATH, libsndfile still decodes and resamples FLAC."""
+    """Without PyAV and without ffmpeg on PATH, libsndfile still decodes and resamples FLAC."""
     p = _encode(tmp_path, "a.flac", _tone(2.0))
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
     monkeypatch.setenv("PATH", "")
     y = load(p, sr=SR)
     assert abs(len(y) - 2 * SR) <= 1
@@ -146,3 +148,99 @@ def test_resample_preserves_pitch() -> None:
     y = resample(_tone(1.0, freq=1000.0), orig_sr=44100, target_sr=SR)
     assert len(y) == SR
     assert abs(np.argmax(np.abs(np.fft.rfft(y))) - 1000) <= 1
+
+
+def _music(duration_s: float, sr: int = 44100) -> np.ndarray:
+    """Stereo, different in each channel (so the downmix shows), with chords and noise: (n, 2)."""
+    t = np.arange(int(duration_s * sr)) / sr
+    rng = np.random.default_rng(0)
+    left = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1320 * t * (1 + 0.01 * t))
+    right = 0.3 * np.sin(2 * np.pi * 660 * t) + 0.05 * rng.standard_normal(t.size)
+    return np.stack([left, right], axis=1).astype(np.float32)
+
+
+def _ffmpeg_cli(path: Path, sr: int) -> np.ndarray:
+    """What the ffmpeg command line gives for the file: mono float32 at ``sr``."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(out, dtype="<f4")
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("a.m4a", ("-c:a", "aac", "-b:a", "64k")), ("a.mp3", ()), ("a.ogg", ("-c:a", "libvorbis")),
+     ("a.opus", ("-c:a", "libopus")), ("a.flac", ())],
+)
+def test_in_process_decoding_matches_the_ffmpeg_command_line(tmp_path: Path, name: str, args: tuple[str, ...]) -> None:
+    """PyAV decodes, downmixes and resamples to the same samples as the ffmpeg command line."""
+    pytest.importorskip("av")
+    src = tmp_path / "src.wav"
+    sf.write(src, _music(4.0), 44100)
+    path = tmp_path / name
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, str(path)], check=True)
+    y = load(path, sr=16000)
+    ref = _ffmpeg_cli(path, 16000)
+    assert y.size == ref.size
+    assert np.max(np.abs(y - ref)) < 1e-4  # a different FFmpeg release; the same arithmetic to float rounding
+
+
+def test_without_pyav_the_ffmpeg_process_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where PyAV is not installed, the ffmpeg process gives the same audio."""
+    pytest.importorskip("av")
+    path = _encode(tmp_path, "a.m4a", _tone(3.0), args=("-c:a", "aac"))
+    in_process = load(path, sr=SR)
+    monkeypatch.setitem(sys.modules, "av", None)
+    by_process = load(path, sr=SR)
+    assert by_process.size == in_process.size
+    assert np.max(np.abs(by_process - in_process)) < 1e-4
+
+
+def test_video_without_sound(tmp_path: Path) -> None:
+    """A video file with no audio stream is refused as not audio."""
+    p = tmp_path / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=2", "-c:v", "mpeg4", str(p)],
+                   check=True)
+    with pytest.raises(DecodeError, match="not audio"):
+        load(p, sr=SR)
+
+
+def _damage_aac(tmp_path: Path, share: float) -> Path:
+    """A 5 s .m4a whose AAC payload is random bytes from ``1 - share`` of the way in (the index stays intact)."""
+    data = bytearray(_encode(tmp_path, "good.m4a", _tone(5.0), args=("-c:a", "aac", "-movflags", "+faststart")).read_bytes())
+    start = data.find(b"mdat") + 4
+    cut = len(data) - int((len(data) - start) * share)
+    data[cut:] = np.random.default_rng(0).integers(0, 256, len(data) - cut, dtype=np.uint8).tobytes()
+    out = tmp_path / "damaged.m4a"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_mostly_damaged_file_is_corrupt(tmp_path: Path) -> None:
+    """When most packets fail to decode, the file is refused as corrupt."""
+    with pytest.raises(DecodeError, match="corrupt audio"):
+        load(_damage_aac(tmp_path, 0.8), sr=SR)
+
+
+def test_a_few_damaged_packets_are_skipped(tmp_path: Path) -> None:
+    """A few bad packets at the end cost their audio, not the file (as with the ffmpeg command line)."""
+    y = load(_damage_aac(tmp_path, 0.05), sr=SR)
+    assert 4.0 < len(y) / SR <= 5.1
+    spectrum = np.abs(np.fft.rfft(y[SR : 2 * SR]))
+    assert abs(np.argmax(spectrum) - 440) <= 2
+
+
+def test_chained_ogg_with_a_rate_change_decodes_whole(tmp_path: Path) -> None:
+    """Two Ogg streams back to back (a radio rip), the second at another rate: both are decoded.
+
+    FFmpeg 8 (in PyAV's wheel) stops at the second link; the next decoder must get its turn.
+    """
+    links = []
+    for i, (sr, freq) in enumerate(((44100, 440.0), (22050, 660.0))):
+        links.append(_encode(tmp_path, f"link{i}.ogg", _tone(2.0, sr=sr, freq=freq), sr=sr, args=("-c:a", "libvorbis")))
+    chained = tmp_path / "chained.ogg"
+    chained.write_bytes(links[0].read_bytes() + links[1].read_bytes())
+    y = load(chained, sr=SR)
+    assert 3.9 < len(y) / SR < 4.2
+    for start, freq in ((0.5, 440), (2.5, 660)):
+        spectrum = np.abs(np.fft.rfft(y[int(start * SR) : int(start * SR) + SR]))
+        assert abs(np.argmax(spectrum) - freq) <= 2
