@@ -1,11 +1,14 @@
 """Decoding audio files to mono float32 at the analysis rate.
 
-FFmpeg's libraries in this process (PyAV) read every common container; an
-ffmpeg subprocess is the first fallback (PyAV not installed, or a file its
-build refuses) and libsndfile (soundfile) the last, because some real Ogg
-files defeat ffmpeg 5.1. In-process decoding saves the ~70 ms CPU of starting
-a process, which dominates for a phone clip. Every limit is an argument so
-the caller's settings decide them.
+FFmpeg, in this process through PyAV or as an ffmpeg subprocess, reads every
+common container; libsndfile (soundfile) is the last resort, because some real
+Ogg files defeat ffmpeg 5.1. Short inputs go to PyAV first: it saves starting
+a process (70-150 ms CPU), which is most of the cost of a phone clip. Long ones
+go to the subprocess first: PyAV pays ~35 us of Python per codec frame, so a
+44.1/48 kHz Ogg or Opus track costs it 7-9 ms CPU per second of audio against
+the subprocess's 4-5 ms (break-even near 40 s; bench figures in notes/issue-4.md).
+Each is the other's fallback (not installed, or a file one build refuses).
+Every limit is an argument so the caller's settings decide them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ AUDIO_EXTENSIONS = frozenset(
 )
 # Below this RMS (about -70 dBFS) a clip carries no music we could analyse.
 SILENCE_RMS = 3e-4
+# Up to this much audio to read, PyAV decodes first (see the module docstring); when the header
+# gives no duration, files up to this size count as short (30 s at 256 kbps).
+IN_PROCESS_MAX_S = 40.0
+IN_PROCESS_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ def load(
     read_s = limits.max_duration_s + 1.0
     if max_seconds is not None and declared is not None:
         read_s = min(read_s, max_seconds + 1.0)
-    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s)
+    short = min(declared, read_s) <= IN_PROCESS_MAX_S if declared is not None else size <= IN_PROCESS_MAX_BYTES
+    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s, in_process_first=short)
 
     # NaN/inf from a broken float stream would poison every feature downstream
     if not np.isfinite(y).all():
@@ -184,10 +192,11 @@ def _declared_duration(path: Path) -> float | None:
     return float(length) if length else None
 
 
-def _decode_any(path: Path, *, sr: int, seconds: float, timeout_s: float) -> np.ndarray:
-    """PyAV, then the ffmpeg process, then libsndfile; the first decoder's error when all fail."""
+def _decode_any(path: Path, *, sr: int, seconds: float, timeout_s: float, in_process_first: bool) -> np.ndarray:
+    """PyAV and the ffmpeg process (in the order asked), then libsndfile; the first decoder's error when all fail."""
+    ffmpegs = [("PyAV", _decode_pyav), ("ffmpeg", _decode_ffmpeg)]
     first: DecodeError | None = None
-    for name, decode in (("PyAV", _decode_pyav), ("ffmpeg", _decode_ffmpeg), ("libsndfile", _decode_sndfile)):
+    for name, decode in [*(ffmpegs if in_process_first else ffmpegs[::-1]), ("libsndfile", _decode_sndfile)]:
         try:
             y = decode(path, sr=sr, seconds=seconds, timeout_s=timeout_s)
         except _DecodeTimeout:

@@ -244,3 +244,12 @@ def test_chained_ogg_with_a_rate_change_decodes_whole(tmp_path: Path) -> None:
     for start, freq in ((0.5, 440), (2.5, 660)):
         spectrum = np.abs(np.fft.rfft(y[int(start * SR) : int(start * SR) + SR]))
         assert abs(np.argmax(spectrum) - freq) <= 2
+
+
+def test_long_file_without_ffmpeg_is_decoded_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long AAC file (the ffmpeg process's turn first) still decodes through PyAV when ffmpeg is absent."""
+    pytest.importorskip("av")
+    path = _encode(tmp_path, "long.m4a", _tone(45.0), args=("-c:a", "aac"))
+    monkeypatch.setenv("PATH", "")
+    y = load(path, sr=SR)
+    assert abs(len(y) / SR - 45.0) < 0.1
