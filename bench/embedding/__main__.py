@@ -90,15 +90,20 @@ def _ranks(db: np.ndarray, queries: np.ndarray, own: np.ndarray) -> np.ndarray:
     return (sims > sims[np.arange(len(own)), own][:, None]).sum(axis=1)
 
 
-def _precision_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> float:
-    """Mean share of the k nearest (within ``pool``, query excluded) sharing the query's label."""
+def _hits_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """Per query row: how many of its k nearest (within ``pool``, query excluded) share its label."""
     out = []
     for r in rows:
         cand = pool[pool != r]
         sims = db[cand] @ db[r]
         top = cand[np.argsort(-sims, kind="stable")[:k]]
-        out.append(float((labels[top] == labels[r]).mean()))
-    return float(np.mean(out))
+        out.append(int((labels[top] == labels[r]).sum()))
+    return np.array(out)
+
+
+def _precision_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> float:
+    """Mean share of the k nearest (within ``pool``, query excluded) sharing the query's label."""
+    return float(np.mean(_hits_at_k(db, labels, rows, pool, k) / k))
 
 
 def _random_precision(labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int, *, seed: int) -> float:
@@ -194,6 +199,10 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
         res[f"b_cnn_p5_{part}"] = _precision_at_k(cnn_db, labels, held, pool, 5)
         res[f"b_baseline_p5_{part}"] = _precision_at_k(base_db, labels, held, pool, 5)
         res[f"b_random_p5_{part}"] = _random_precision(labels, held, pool, 5, seed=1)
+    # per held-out query (one query is 1/15 of the mean): which queries the margin rests on
+    for method, db in (("cnn", cnn_db), ("baseline", base_db)):
+        hits = _hits_at_k(db, labels, held, everyone, 5)
+        res[f"b_{method}_hits5_vs_catalog"] = {ids[r]: int(h) for r, h in zip(held, hits)}
 
     # (c) speed on one thread, whole pipeline from waveform (front end included).
     torch.set_num_threads(1)
@@ -316,6 +325,10 @@ def _table(res: dict) -> str:
         for part in ("vs_catalog", "within_held_out"):
             c, b, r = a[f"b_cnn_p5_{part}"], a[f"b_baseline_p5_{part}"], a[f"b_random_p5_{part}"]
             lines.append(f"    held-out queries {part:16s} {c:6.3f}  {b:8.3f}  {r:7.3f}  {c - b:+9.3f}")
+        if "b_cnn_hits5_vs_catalog" in a:
+            cnn_hits, base_hits = a["b_cnn_hits5_vs_catalog"], a["b_baseline_hits5_vs_catalog"]
+            lines.append("    hits in top 5 vs catalog, CNN/baseline: "
+                         + " ".join(f"{q} {h}/{base_hits[q]}" for q, h in cnn_hits.items()))
         lines.append("")
         lines.append(f"(c) CNN embedding, 1 thread: {a['c_cnn_x_realtime_per_core']:.0f}x realtime per core-second of CPU "
                      f"(wall clock on this shared machine: {a['c_cnn_x_realtime_wall_best']:.0f}x); catalog pass "
