@@ -532,7 +532,9 @@ def train() -> None:
               help="Train on a manifest (id, path, group, seconds per line) instead of the catalog.")
 @click.option("--steps", default=900, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(2, 4096), help="Tracks per batch.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Initial weights and every batch.")
+@click.option("--split-seed", default=None, type=int,
+              help="Seed of the held-out split (recorded in the sidecar; the bench queries it) [default: --seed].")
 @click.option("--group-weight", default=0.3, show_default=True, type=click.FloatRange(0, 10),
               help="Weight of same-group (package/album) positives in the loss; 0 = tracks only.")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
@@ -544,8 +546,9 @@ def train() -> None:
 @click.option("--activate/--no-activate", default=True, show_default=True, help="Make it the active embedder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_user_errors
-def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, group_weight: float, holdout: float,
-                       version: str | None, out: Path | None, resume: bool, activate: bool, as_json: bool) -> None:
+def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, split_seed: int | None,
+                       group_weight: float, holdout: float, version: str | None, out: Path | None, resume: bool,
+                       activate: bool, as_json: bool) -> None:
     """Self-supervised training of the sounds-like CNN (two windows of one track are positives)."""
     settings = _load_settings()
     from engine.embed.train import TrainConfig
@@ -572,7 +575,7 @@ def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int,
     path, meta = train_from_manifest(
         source if isinstance(source, list) else str(source), cache_dir=settings.home / "cache" / "audio16k",
         out_path=out, version=version, config=TrainConfig(steps=steps, batch_tracks=batch, seed=seed,
-                                                       group_weight=group_weight),
+                                                       split_seed=split_seed, group_weight=group_weight),
         device=settings.embed.device, threads=settings.embed.threads or None, holdout_fraction=holdout,
         checkpoint_path=ckpt, command=command, limits=settings.audio.limits,
     )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.audio import DecodeLimits, load
-from engine.errors import DecodeError
+from engine.errors import DecodeError, ParameterError
 
 if TYPE_CHECKING:  # torch stays out of processes that never embed
     from collections.abc import Mapping
@@ -205,7 +205,8 @@ def train_from_manifest(
     """Train the sounds-like CNN on a manifest's audio (held-out part excluded) and save versioned weights.
 
     Returns the weights path and the sidecar written beside it (version,
-    command, held-out ids, training history, final validation metric).
+    command, held-out split seed and ids, training history, final validation metric).
+    The held-out tracks are ``holdout_split(..., seed=config.holdout_seed)``.
     """
     import time
 
@@ -221,7 +222,7 @@ def train_from_manifest(
     if dev.type == "cpu":
         configure_cpu_threads(threads)
     ds = load_devset(manifest, cache_dir=cache_dir, sr=SAMPLE_RATE, holdout_fraction=holdout_fraction,
-                     seed=config.seed, limits=limits)
+                     seed=config.holdout_seed, limits=limits)
     genres = sorted({g for g in ds.genres if g})
     # A supervised head needs at least two classes to learn anything.
     label_of = {g: i for i, g in enumerate(genres)} if len(genres) >= 2 else {}
@@ -239,6 +240,7 @@ def train_from_manifest(
         "command": command,
         "train_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "trained_on": {"manifest": str(manifest) if not isinstance(manifest, list) else "catalog", "tracks": len(tracks),
+                       "split_seed": config.holdout_seed, "holdout_fraction": holdout_fraction,
                        "held_out_ids": sorted(ds.entries[i].track_id for i in val_idx),
                        "genres": genres if label_of else []},
         "parameters": count_parameters(result.model),
@@ -252,6 +254,49 @@ def train_from_manifest(
     from engine.embed.model import read_sidecar
 
     return path, read_sidecar(path)
+
+
+def weights_held_out(meta: dict, ids: list[str], groups: list[str], *,
+                     split_seed: int | None = None) -> tuple[int, frozenset[str]]:
+    """The held-out tracks to evaluate weights on, and the split seed they come from.
+
+    The weights' own split is the seed their sidecar records (``trained_on.split_seed``,
+    else ``train_config.split_seed``, else ``train_config.seed``: sidecars from before
+    the split seed existed used the training seed) and its recorded ids. Another
+    ``split_seed`` is allowed only when every track it holds out was held out from
+    these weights too; otherwise the evaluation would query tracks they trained on.
+
+    Parameters
+    ----------
+    meta : dict
+        The weights' sidecar (:func:`engine.embed.model.read_sidecar`).
+    ids, groups : list of str
+        Every evaluated track and its group (package), as :func:`load_devset` kept them.
+    split_seed : int or None
+        The split asked for; ``None`` = the weights' own.
+
+    Raises
+    ------
+    ParameterError
+        When the asked split holds out tracks these weights trained on.
+    """
+    from engine.embed.train import holdout_split
+
+    trained_on, cfg = meta.get("trained_on", {}), meta.get("train_config", {})
+    own_seed = trained_on.get("split_seed")
+    if own_seed is None:
+        own_seed = cfg.get("split_seed") if cfg.get("split_seed") is not None else cfg.get("seed", 0)
+    fraction = float(trained_on.get("holdout_fraction", 0.2))
+    recorded = trained_on.get("held_out_ids")
+    own = frozenset(recorded) if recorded else frozenset(holdout_split(ids, groups, fraction=fraction, seed=own_seed))
+    if split_seed is None or split_seed == own_seed:
+        return int(own_seed), own
+    asked = frozenset(holdout_split(ids, groups, fraction=fraction, seed=split_seed))
+    seen = sorted(asked - own)
+    if seen:
+        raise ParameterError(f"split seed {split_seed} holds out {len(seen)} tracks these weights trained on "
+                             f"(e.g. {', '.join(seen[:3])}); they were trained on split seed {own_seed}")
+    return int(split_seed), asked
 
 
 # --- serving: embedding tracks, building and querying the index ---------------------

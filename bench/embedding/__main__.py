@@ -1,12 +1,13 @@
 """Sounds-like benchmark: our CNN vs the MFCC/chroma/tonnetz/contrast baseline vs random, and Annoy at scale.
 
-    python -m bench.embedding [--quick] [--manifest PATH] [--weights PATH] [--track-hop S]
+    python -m bench.embedding [--quick] [--manifest PATH] [--weights PATH] [--split-seed N] [--track-hop S]
                               [--clips-per-track N] [--threads N]
                               [--ann-items N] [--ann-trees N] [--ann-queries N] [--ann-jobs N]
 
 (a) a 10 s window, clean and voice-memo degraded (AAC 32 kb/s, band-pass, room,
     noise at 5-15 dB SNR), finds its own track among all dev tracks: top-1 / top-10;
-    queries are the held-out tracks the model never trained on (and, for reference, all tracks),
+    queries are the held-out tracks the model never trained on (and, for reference, all tracks):
+    the split recorded with the weights (``mixwith train embedder --split-seed``, default the training seed),
     N seeded windows per track (default 4; the first is the single window of earlier runs);
     the clip is matched by its mean vector against track means (``cnn``) and window by window
     against the tracks' stored windows (``cnn_win_max`` / ``cnn_win_top3``, engine.index.window_match_scores);
@@ -89,15 +90,20 @@ def _ranks(db: np.ndarray, queries: np.ndarray, own: np.ndarray) -> np.ndarray:
     return (sims > sims[np.arange(len(own)), own][:, None]).sum(axis=1)
 
 
-def _precision_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> float:
-    """Mean share of the k nearest (within ``pool``, query excluded) sharing the query's label."""
+def _hits_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """Per query row: how many of its k nearest (within ``pool``, query excluded) share its label."""
     out = []
     for r in rows:
         cand = pool[pool != r]
         sims = db[cand] @ db[r]
         top = cand[np.argsort(-sims, kind="stable")[:k]]
-        out.append(float((labels[top] == labels[r]).mean()))
-    return float(np.mean(out))
+        out.append(int((labels[top] == labels[r]).sum()))
+    return np.array(out)
+
+
+def _precision_at_k(db: np.ndarray, labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int) -> float:
+    """Mean share of the k nearest (within ``pool``, query excluded) sharing the query's label."""
+    return float(np.mean(_hits_at_k(db, labels, rows, pool, k) / k))
 
 
 def _random_precision(labels: np.ndarray, rows: np.ndarray, pool: np.ndarray, k: int, *, seed: int) -> float:
@@ -117,21 +123,21 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
     from engine.embed.model import Embedder, mean_vector, read_sidecar
     from engine.embed.train import degraded_clip
     from engine.index import window_match_scores
-    from workers.embedding import load_devset
+    from workers.embedding import load_devset, weights_held_out
 
     configure_cpu_threads(args.threads)
     meta = read_sidecar(args.weights)
-    seed = int(meta.get("train_config", {}).get("seed", 0))
     emb, _ = Embedder.from_path(args.weights)
     sr = SAMPLE_RATE
-    ds = load_devset(args.manifest, cache_dir=args.cache_dir, sr=sr, seed=seed, limit=args.limit)
-    held_ids = set(meta.get("trained_on", {}).get("held_out_ids") or ds.held_out)
+    ds = load_devset(args.manifest, cache_dir=args.cache_dir, sr=sr, limit=args.limit)
     ids = [e.track_id for e in ds.entries]
+    labels = np.array([e.package for e in ds.entries])
+    # the weights' own held-out tracks (or another split they never trained on); refused otherwise
+    split_seed, held_ids = weights_held_out(meta, ids, list(labels), split_seed=args.split_seed)
     held = np.array([i for i, t in enumerate(ids) if t in held_ids])
     everyone = np.arange(len(ids))
-    labels = np.array([e.package for e in ds.entries])
     cap = int(TRACK_CAP_S * sr)
-    logger.info("%d tracks, %d held out", len(ids), len(held))
+    logger.info("%d tracks, %d held out (split seed %d)", len(ids), len(held), split_seed)
 
     hop = args.track_hop
     t0 = time.process_time()
@@ -158,7 +164,8 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
     # Several seeded 10 s windows per track (clip 0 is the single window of earlier runs), the same for
     # every method; one held-out query is 6.7 points, so the single-window figure is mostly noise.
     n_clips = args.clips_per_track
-    res: dict = {"n_tracks": len(ids), "n_held_out": int(len(held)), "weights_version": meta.get("version"),
+    res: dict = {"n_tracks": len(ids), "n_held_out": int(len(held)), "split_seed": split_seed,
+                 "held_out_ids": sorted(held_ids), "weights_version": meta.get("version"),
                  "track_hop_s": hop, "clips_per_track": n_clips, "methods": list(A_METHODS)}
     for deg in (False, True):
         name = "degraded" if deg else "clean"
@@ -192,6 +199,10 @@ def bench_retrieval(args: argparse.Namespace) -> dict:
         res[f"b_cnn_p5_{part}"] = _precision_at_k(cnn_db, labels, held, pool, 5)
         res[f"b_baseline_p5_{part}"] = _precision_at_k(base_db, labels, held, pool, 5)
         res[f"b_random_p5_{part}"] = _random_precision(labels, held, pool, 5, seed=1)
+    # per held-out query (one query is 1/15 of the mean): which queries the margin rests on
+    for method, db in (("cnn", cnn_db), ("baseline", base_db)):
+        hits = _hits_at_k(db, labels, held, everyone, 5)
+        res[f"b_{method}_hits5_vs_catalog"] = {ids[r]: int(h) for r, h in zip(held, hits)}
 
     # (c) speed on one thread, whole pipeline from waveform (front end included).
     torch.set_num_threads(1)
@@ -292,7 +303,8 @@ def _table(res: dict) -> str:
     lines = []
     a = res.get("retrieval")
     if a:
-        lines.append(f"dev set: {a['n_tracks']} tracks >= 5 s, {a['n_held_out']} held out (never trained on); "
+        lines.append(f"dev set: {a['n_tracks']} tracks >= 5 s, {a['n_held_out']} held out (never trained on; "
+                     f"split seed {a.get('split_seed', 0)}); "
                      f"weights {a['weights_version']}; track vectors from 3 s windows every "
                      f"{a.get('track_hop_s') or 3.0:g} s")
         lines.append("")
@@ -313,6 +325,10 @@ def _table(res: dict) -> str:
         for part in ("vs_catalog", "within_held_out"):
             c, b, r = a[f"b_cnn_p5_{part}"], a[f"b_baseline_p5_{part}"], a[f"b_random_p5_{part}"]
             lines.append(f"    held-out queries {part:16s} {c:6.3f}  {b:8.3f}  {r:7.3f}  {c - b:+9.3f}")
+        if "b_cnn_hits5_vs_catalog" in a:
+            cnn_hits, base_hits = a["b_cnn_hits5_vs_catalog"], a["b_baseline_hits5_vs_catalog"]
+            lines.append("    hits in top 5 vs catalog, CNN/baseline: "
+                         + " ".join(f"{q} {h}/{base_hits[q]}" for q, h in cnn_hits.items()))
         lines.append("")
         lines.append(f"(c) CNN embedding, 1 thread: {a['c_cnn_x_realtime_per_core']:.0f}x realtime per core-second of CPU "
                      f"(wall clock on this shared machine: {a['c_cnn_x_realtime_wall_best']:.0f}x); catalog pass "
@@ -341,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default="/work/cache/embed16k")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--limit", type=int, default=None, help="only the first N manifest rows")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="held-out split to query (engine.embed.train.holdout_split seed); default: the one the "
+                        "weights' sidecar records; a split holding out tracks the weights trained on is refused")
     p.add_argument("--track-hop", type=float, default=HOP_S,
                    help="seconds between the 3 s windows averaged into a track vector")
     p.add_argument("--threads", type=int, default=1, help="torch threads for (a)/(b) (the machine is shared)")
@@ -362,7 +381,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     res: dict = {"args": {k: v for k, v in vars(args).items()}}
     if not args.skip_retrieval:
-        res["retrieval"] = bench_retrieval(args)
+        from engine.errors import ParameterError
+
+        try:
+            res["retrieval"] = bench_retrieval(args)
+        except ParameterError as exc:  # e.g. a --split-seed the weights trained on
+            p.error(str(exc))
     if not args.skip_annoy:
         res["annoy"] = bench_annoy(args)
     table = _table(res)

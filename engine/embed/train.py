@@ -64,7 +64,13 @@ class TrainTrack:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; ``seed`` fixes initial weights and every batch."""
+    """Optimisation settings; ``seed`` fixes initial weights and every batch.
+
+    ``split_seed`` picks the held-out tracks (:func:`holdout_split`, applied by the
+    caller that decodes); ``None`` means ``seed``, the coupling every run before it
+    had, so the default split is unchanged. It lives here so a checkpoint of one
+    split refuses to resume on another.
+    """
 
     steps: int = 900  # what the shipped weights used (dev set, batch 32)
     batch_tracks: int = 32
@@ -73,6 +79,7 @@ class TrainConfig:
     warmup_steps: int = 40
     temperature: float = 0.1
     seed: int = 0
+    split_seed: int | None = None  # held-out split; None = seed
     p_codec: float = 0.5
     max_speed_change: float = 0.03
     supervised_weight: float = 0.5
@@ -86,6 +93,11 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 50
     amp: bool = True  # only takes effect on CUDA
+
+    @property
+    def holdout_seed(self) -> int:
+        """The seed of the held-out split this run uses."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
 @dataclass(frozen=True)
@@ -259,7 +271,9 @@ def train_embedder(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state["model_config"] != _config_dict(model_config) or state["train_config"] != asdict(config):
+        # checkpoints from before split_seed existed were made on the seed's own split (None)
+        stored = {"split_seed": None} | state["train_config"]
+        if state["model_config"] != _config_dict(model_config) or stored != asdict(config):
             raise ParameterError(f"checkpoint {ckpt} was made with different settings; delete it to start over")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

@@ -97,6 +97,49 @@ def test_holdout_split_is_stable_and_stratified():
     assert len(held - more) <= 2  # rounding may move the boundary, never reshuffle
 
 
+def test_holdout_split_per_seed_is_deterministic_and_disjoint():
+    """One seed always gives one split, with every group's share held out; seeds give different splits."""
+    ids = [f"t{i:02d}" for i in range(30)]
+    groups = ["a"] * 10 + ["b"] * 12 + ["c"] * 8
+    splits = {}
+    for seed in (0, 1, 2):
+        held = holdout_split(ids, groups, fraction=0.2, seed=seed)
+        assert held == holdout_split(list(reversed(ids)), list(reversed(groups)), fraction=0.2, seed=seed)
+        train = set(ids) - held
+        assert held <= set(ids) and not held & train and len(held) + len(train) == len(ids)
+        assert [sum(g == x for g, t in zip(groups, ids) if t in held) for x in "abc"] == [2, 2, 2]
+        splits[seed] = held
+    assert len({frozenset(h) for h in splits.values()}) == 3
+    # the default split (seed 0) is the one every earlier run and the shipped weights were measured on
+    assert splits[0] == {"t02", "t08", "t13", "t15", "t22", "t24"}
+
+
+def test_split_seed_defaults_to_the_training_seed():
+    """Without a split seed the split follows the training seed, as before the option existed."""
+    assert TrainConfig(seed=5).holdout_seed == 5
+    assert TrainConfig(seed=5, split_seed=1).holdout_seed == 1
+    assert TrainConfig(seed=0, split_seed=0).holdout_seed == 0
+
+
+def test_checkpoint_of_another_split_is_refused(tracks, tmp_path):
+    """A run checkpointed on one held-out split does not resume on another; old checkpoints still resume."""
+    ckpt = tmp_path / "ckpt.pt"
+    train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, split_seed=1), model_config=TINY,
+                   checkpoint_path=ckpt)
+    with pytest.raises(ParameterError, match="different settings"):
+        train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, split_seed=2), model_config=TINY,
+                       checkpoint_path=ckpt)
+    old = tmp_path / "old.pt"
+    train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, log_every=1), model_config=TINY,
+                   checkpoint_path=old)
+    state = torch.load(old, weights_only=True)
+    del state["train_config"]["split_seed"]  # as written before the field existed
+    torch.save(state, old)
+    res = train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, log_every=1), model_config=TINY,
+                         checkpoint_path=old)
+    assert [h["step"] for h in res.history] == [1, 2]  # picked up where it stopped
+
+
 def test_nt_xent_prefers_aligned_pairs():
     """Matching pairs give a lower loss than shuffled ones."""
     g = torch.Generator().manual_seed(0)

@@ -14,6 +14,8 @@ import torch
 from db.queries import models as models_q
 from db.queries import vectors as vectors_q
 from engine.camelot import Key
+from engine.embed.train import TrainConfig, holdout_split
+from engine.errors import ParameterError
 from engine.embed.model import SoundsLikeNet, save_model
 from engine.index import VectorIndex
 from workers.catalog import add_paths
@@ -27,6 +29,8 @@ from workers.embedding import (
     read_manifest,
     sound_scores,
     sounds_like_file,
+    train_from_manifest,
+    weights_held_out,
 )
 from workers.settings import EmbedSettings, Settings, SettingsError
 
@@ -84,6 +88,43 @@ def test_devset_skips_short_files_and_holds_out_per_group(tmp_path):
     held = [e for e in ds.entries if e.track_id in ds.held_out]
     assert sorted(e.package for e in held) == ["pkg-a", "pkg-b"]
     assert all(len(c) == len(k) for c, k in zip(ds.clean, ds.codec))
+
+
+def test_training_records_its_split_and_the_bench_queries_it(tmp_path):
+    """Weights trained on split seed N hold out exactly that split; evaluating them on another one is refused."""
+    rows, ids, groups = [], [], []
+    for g in ("pkg-a", "pkg-b"):
+        for i in range(5):
+            p = _tone_file(tmp_path / f"{g}-{i}.wav", freq=110.0 * (i + 2), seconds=5.5)
+            rows.append(f"{g}{i}\t{p}\t{g}\t5.5")
+            ids.append(f"{g}{i}")
+            groups.append(g)
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    split = {s: frozenset(holdout_split(ids, groups, fraction=0.2, seed=s)) for s in range(6)}
+    other = next(s for s in range(1, 6) if split[s] != split[0])
+    _, meta = train_from_manifest(
+        manifest, cache_dir=tmp_path / "cache", out_path=tmp_path / "w.pt", version="split-test",
+        config=TrainConfig(steps=1, batch_tracks=2, warmup_steps=1, seed=0, split_seed=other), device="cpu",
+        threads=1, holdout_fraction=0.2,
+    )
+    trained_on = meta["trained_on"]
+    assert trained_on["split_seed"] == other and meta["train_config"]["seed"] == 0
+    assert set(trained_on["held_out_ids"]) == split[other] and trained_on["tracks"] == len(ids) - len(split[other])
+    assert weights_held_out(meta, ids, groups) == (other, split[other])
+    assert weights_held_out(meta, ids, groups, split_seed=other) == (other, split[other])
+    with pytest.raises(ParameterError, match="trained on"):
+        weights_held_out(meta, ids, groups, split_seed=0)
+
+
+def test_old_sidecars_were_held_out_on_their_training_seed():
+    """Sidecars from before the split seed: the recorded ids rule, else the training seed's split."""
+    ids, groups = [f"t{i}" for i in range(10)], ["a"] * 5 + ["b"] * 5
+    recorded = sorted(holdout_split(ids, groups, fraction=0.2, seed=3))
+    old = {"train_config": {"seed": 3}, "trained_on": {"held_out_ids": recorded}}
+    assert weights_held_out(old, ids, groups) == (3, frozenset(recorded))
+    del old["trained_on"]["held_out_ids"]
+    assert weights_held_out(old, ids, groups) == (3, frozenset(recorded))
 
 
 def test_embed_audio_resamples_to_the_model_rate(weights, rng):
