@@ -250,10 +250,9 @@ class Calibration:
 
     ``confidence = sigmoid(bias + w_score * log(score) + w_margin * log(score / runner_up)
     + w_hashes * log(n_query_hashes) + w_verified * verified + w_verified_margin *
-    (verified - verified_runner_up) + w_votes * votes + w_votes_margin * (votes - votes_runner_up))``, where ``runner_up`` is the best score of any other
-    candidate (at least 1), ``verified`` the peak-by-peak verification (``verify``'s z,
-    0 when not verified) and ``votes`` the single-peak offset search's z (``peak_offsets``, 0 when
-    not searched). Coefficients are fitted by ``python -m bench.identify --calibrate``.
+    (verified - verified_runner_up))``, where ``runner_up`` is the best score of any other
+    candidate (at least 1) and ``verified`` the peak-by-peak verification (``verify``'s z,
+    0 when not verified). Coefficients are fitted by ``python -m bench.identify --calibrate``.
     """
 
     bias: float = -1.84
@@ -262,8 +261,6 @@ class Calibration:
     w_hashes: float = -0.3
     w_verified: float = 0.49
     w_verified_margin: float = 0.5
-    w_votes: float = 0.0
-    w_votes_margin: float = 0.0
     # fitted on the 4800 verified candidates of 480 degraded dev queries (seed 1001, 320 in / 160 out
     # of the catalog): at 0.8, 1 of 160 outside clips accepted (0.6 %), no wrong in-catalog answer,
     # 49.4 % of clips accepted right (34 % before verification); refitted for the repeat-masked null
@@ -277,8 +274,6 @@ class Calibration:
         *,
         verified: np.ndarray | float = 0.0,
         verified_runner_up: np.ndarray | float = 0.0,
-        votes: np.ndarray | float = 0.0,
-        votes_runner_up: np.ndarray | float = 0.0,
     ) -> np.ndarray:
         """Probability of a correct match for arrays of statistics."""
         s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
@@ -288,8 +283,6 @@ class Calibration:
         vr = np.asarray(verified_runner_up, dtype=np.float64)
         z = (self.bias + self.w_score * np.log(s) + self.w_margin * np.log(s / r) + self.w_hashes * np.log(q)
              + self.w_verified * v + self.w_verified_margin * (v - vr))
-        vo = np.asarray(votes, dtype=np.float64)
-        z = z + self.w_votes * vo + self.w_votes_margin * (vo - np.asarray(votes_runner_up, dtype=np.float64))
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
@@ -955,8 +948,7 @@ def _ranked(
     scores = np.array([v[0] for _, v in ranked], dtype=np.float64)
     votes = np.zeros(len(ranked)) if votes is None else np.asarray(votes, dtype=np.float64)
     conf = calibration.confidence(scores, best_of_others(scores, floor=1.0), np.full_like(scores, n_q),
-                                  verified=z, verified_runner_up=best_of_others(z, floor=0.0),
-                                  votes=votes, votes_runner_up=best_of_others(votes, floor=0.0))
+                                  verified=z, verified_runner_up=best_of_others(z, floor=0.0))
     order = sorted(range(len(ranked)), key=lambda i: (-conf[i], -scores[i], ranked[i][0]))[:limit]
     return [
         Match(

@@ -305,10 +305,8 @@ def calibrate(index: FingerprintIndex, queries: list[Query], *, max_far: float =
             continue
         s = np.array([max(c.score, 1) for c in cands], np.float64)
         z = np.array([c.verified for c in cands], np.float64)
-        v = np.array([c.peak_votes for c in cands], np.float64)
         X = np.column_stack([np.ones(s.size), np.log(s), np.log(s / best_of_others(s, floor=1.0)),
-                             np.full(s.size, np.log(max(fp.n_hashes, 1))), z, z - best_of_others(z, floor=0.0),
-                             v, v - best_of_others(v, floor=0.0)])
+                             np.full(s.size, np.log(max(fp.n_hashes, 1))), z, z - best_of_others(z, floor=0.0)])
         lab = np.array([c.track_id == q.truth for c in cands], np.float64)
         X_all.append(X)
         y_all.append(lab)
@@ -323,16 +321,14 @@ def calibrate(index: FingerprintIndex, queries: list[Query], *, max_far: float =
         w -= np.linalg.solve(H, g)
     cal = Calibration(bias=round(float(w[0]), 2), w_score=round(float(w[1]), 2), w_margin=round(float(w[2]), 2),
                       w_hashes=round(float(w[3]), 2), w_verified=round(float(w[4]), 2),
-                      w_verified_margin=round(float(w[5]), 2), w_votes=round(float(w[6]), 2),
-                      w_votes_margin=round(float(w[7]), 2))
+                      w_verified_margin=round(float(w[5]), 2))
     tops = []  # (outside?, right?, confidence of the most confident candidate)
     for q, Xq, ids in per_query:
         if Xq is None:
             tops.append((q.truth is None, False, 0.0))
             continue
         p = cal.confidence(np.exp(Xq[:, 1]), np.exp(Xq[:, 1] - Xq[:, 2]), np.exp(Xq[:, 3]),
-                           verified=Xq[:, 4], verified_runner_up=Xq[:, 4] - Xq[:, 5],
-                           votes=Xq[:, 6], votes_runner_up=Xq[:, 6] - Xq[:, 7])
+                           verified=Xq[:, 4], verified_runner_up=Xq[:, 4] - Xq[:, 5])
         i = int(np.argmax(p))
         tops.append((q.truth is None, ids[i] == q.truth, float(p[i])))
     ooc = np.array([t[0] for t in tops])
