@@ -214,7 +214,8 @@ class Match:
     offset_s : float
         Where in the track the clip starts (in the track's own time).
     score : int
-        Hashes aligned at that offset (within one frame).
+        Hashes aligned at the hash histogram's best offset (within one frame; with ``peaks``,
+        ``offset_s`` is the single-peak search's, which can differ).
     speed : float
         Speed hypothesis of the best alignment (1.03 = played 3 % fast).
     n_hits : int
@@ -912,7 +913,7 @@ def _placed_by_peaks(
     track (``peak_offsets``), then ordered by how far that stands above the track's other offsets.
 
     The hash histogram's best offset is often wrong at low SNR (few pairs survive) even when
-    the track is right; the single-peak search finds it far more often (bench, seed 1: 303 vs
+    the track is right; the single-peak search finds it far more often (the bench's seed-1 clips: 303 vs
     235 of 480 clips within two frames).
     """
     n_t = fp.peak_map.shape[0] if fp.peak_map is not None else int(fp.peak_frames.max(initial=0)) + 1
