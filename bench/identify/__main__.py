@@ -33,6 +33,7 @@ import soundfile as sf
 from bench.identify import peer
 from bench.identify.degrade import Condition, degrade, write_m4a
 from engine.audio import DecodeLimits, load, resample
+from engine.errors import DecodeError
 from engine.fingerprint import (
     BIN_HZ,
     FP_SR,
@@ -84,12 +85,19 @@ def load_tracks(manifest: Path, *, min_track_s: float, limit: int | None, out: P
     for i, line in enumerate(manifest.read_text().splitlines()):
         key, path = line.split("\t")[:2]
         f = cache / f"{key}.npy"
+        refused = cache / f"{key}.refused"  # the decoder's verdict, so later runs neither retry nor warn again
         if f.exists():
             y = np.load(f).astype(np.float32) / 32767.0
+        elif refused.exists():
+            continue
         else:
             try:
                 y = load(path, sr=GEN_SR, limits=DecodeLimits(min_duration_s=0.1), check_silence=False)
-            except Exception as exc:  # a broken dev file is skipped, not fatal
+            except DecodeError as exc:  # too short, corrupt: the file's own fault, remembered
+                logger.warning("skipping %s: %s", path, exc)
+                refused.write_text(f"{exc}\n")
+                continue
+            except Exception as exc:  # anything else (e.g. a missing file) is skipped this run, not fatal
                 logger.warning("skipping %s: %s", path, exc)
                 continue
             pcm = np.clip(y * 32767.0, -32767, 32767).astype(np.int16)

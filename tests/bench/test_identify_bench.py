@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from bench.identify.__main__ import GEN_SR, Track, load_tracks, shared_audio
@@ -29,6 +31,24 @@ def test_held_out_remaster_of_a_catalog_track_is_flagged(tmp_path: Path, rng: np
     remaster = np.concatenate([intro, 0.6 * a])
     found = shared_audio(index, [_track(10, remaster), _track(11, other)])
     assert found == {10: 1}
+
+
+def test_a_refused_dev_file_is_reported_once_not_every_run(tmp_path: Path, rng: np.random.Generator,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A dev file too short to decode is skipped with a warning on the first run only; good files still load."""
+    sf.write(tmp_path / "blip.wav", (0.3 * rng.standard_normal(GEN_SR // 50)).astype(np.float32), GEN_SR)  # 20 ms
+    sf.write(tmp_path / "a.wav", (0.3 * rng.standard_normal(2 * GEN_SR)).astype(np.float32), GEN_SR)
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text(f"d001\t{tmp_path / 'blip.wav'}\tpkg\tNA\nd002\t{tmp_path / 'a.wav'}\tpkg\tNA\n")
+    with caplog.at_level(logging.WARNING, logger="bench.identify"):
+        first = load_tracks(manifest, min_track_s=1.0, limit=None, out=tmp_path / "out")
+    assert [t.key for t in first] == ["d002"]
+    assert "blip.wav" in caplog.text and "too short" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bench.identify"):
+        later = load_tracks(manifest, min_track_s=1.0, limit=None, out=tmp_path / "out")
+    assert [t.key for t in later] == ["d002"]
+    assert "blip.wav" not in caplog.text
 
 
 def test_first_and_later_runs_index_the_same_audio(tmp_path: Path, rng: np.random.Generator) -> None:
