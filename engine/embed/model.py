@@ -178,6 +178,13 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict:
     return json.loads(meta_path.read_text(encoding="utf-8"))
 
 
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict]:
+    """A state dict written by :func:`write_weights`, floats widened to float32, and its sidecar."""
+    meta = read_sidecar(path)
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, meta
+
+
 def load_model(path: str | os.PathLike[str] = DEFAULT_WEIGHTS, *, device: torch.device | str = "cpu") -> tuple[SoundsLikeNet, dict]:
     """Load weights saved by :func:`save_model`, in eval mode, float32, on ``device``.
 
@@ -190,12 +197,11 @@ def load_model(path: str | os.PathLike[str] = DEFAULT_WEIGHTS, *, device: torch.
     p = Path(path)
     if not p.is_file():
         raise ParameterError(f"no model weights at {p}")
-    meta = read_sidecar(p)
+    state, meta = read_weights(p)
     cfg = dict(meta["config"])
     cfg["stem_channels"] = tuple(cfg["stem_channels"])
     model = SoundsLikeNet(ModelConfig(**cfg))
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict(state)
     model.to(device).eval()
     return model, meta
 

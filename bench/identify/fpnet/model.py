@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from engine.embed.features import LogMel
-from engine.embed.model import read_sidecar, write_weights
+from engine.embed.model import read_weights, write_weights
 from engine.errors import ParameterError
 
 FP_NET_SR = 8000
@@ -110,12 +110,11 @@ def load_model(path: str | os.PathLike[str] = DEFAULT_WEIGHTS, *, device: torch.
     meta_path = Path(str(p) + ".json")
     if not p.is_file() or not meta_path.is_file():
         raise ParameterError(f"no fingerprint model at {p} (weights and .json sidecar)")
-    meta = read_sidecar(p)
+    state, meta = read_weights(p)
     cfg = dict(meta["config"])
     cfg["channels"] = tuple(cfg["channels"])
     model = FpNet(FpNetConfig(**cfg))
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(state)
     return model.to(device).eval(), meta
 
 
