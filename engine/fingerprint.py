@@ -940,7 +940,7 @@ def match(
     votes = np.zeros(len(ranked))
     if peaks is not None and fp.peak_map is not None:
         if vote_top > 0:
-            ranked, votes = _placed_by_peaks(fp, peaks, ranked[:vote_top])
+            ranked, votes = _placed_by_peaks(fp, peaks, ranked[:vote_top], n_clip_frames=fp.peak_map.shape[0])
         ranked, votes = ranked[:verify_top], votes[:verify_top]
         z = np.array([_verify_candidate(fp.peak_map, peaks, track, off, speed).z
                       for track, (_, off, _, speed) in ranked])
@@ -948,7 +948,7 @@ def match(
 
 
 def _placed_by_peaks(
-    fp: Fingerprints, peaks: PeaksFn, ranked: list[tuple[int, tuple[int, int, int, float]]]
+    fp: Fingerprints, peaks: PeaksFn, ranked: list[tuple[int, tuple[int, int, int, float]]], *, n_clip_frames: int
 ) -> tuple[list[tuple[int, tuple[int, int, int, float]]], np.ndarray]:
     """Each candidate moved to the offset where the clip's single peaks line up best in the whole
     track (``peak_offsets``), then ordered by how far that stands above the track's other offsets.
@@ -957,11 +957,10 @@ def _placed_by_peaks(
     the track is right; the single-peak search finds it far more often (the bench's seed-1 clips: 303 vs
     235 of 480 clips within two frames).
     """
-    n_t = fp.peak_map.shape[0] if fp.peak_map is not None else int(fp.peak_frames.max(initial=0)) + 1
     placed = []
     for track, (score, _off, n_hits, speed) in ranked:
         frames, bins = peaks(track, 0, 1 << 16)
-        pv = peak_offsets(fp.peak_frames, fp.peak_bins, frames, bins, speed=speed, n_clip_frames=n_t)
+        pv = peak_offsets(fp.peak_frames, fp.peak_bins, frames, bins, speed=speed, n_clip_frames=n_clip_frames)
         placed.append((pv.z, (track, (score, pv.offset_frames, n_hits, speed))))
     order = sorted(range(len(placed)), key=lambda i: (-placed[i][0], -placed[i][1][1][0], placed[i][1][0]))
     return [placed[i][1] for i in order], np.array([placed[i][0] for i in order])
