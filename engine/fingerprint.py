@@ -28,11 +28,12 @@ hypotheses are 0.875 % apart, so the nearest is off by up to 0.44 %: on a
 linear scale that moves a 6 kHz anchor by almost two bins and its hashes miss,
 hence the logarithmic scale above 1.5 kHz.
 
-Decision: the best (track, offset, speed) is scored by its aligned hash count;
-how far that count stands above what unrelated audio produces is turned into a
-calibrated probability (``confidence``) by a logistic model fitted on degraded
-dev-set queries (``bench/identify``); below ``accept_confidence`` the answer is
-"not in the catalog".
+Decision: the best candidates are re-placed by a single-peak search over the
+whole track and verified peak by peak; each candidate's evidence (aligned hashes,
+verification z, single-peak z, each against the best of the other candidates) is
+turned into a calibrated probability (``confidence``) by a logistic model fitted
+on degraded dev-set queries (``bench/identify``); below ``accept_confidence`` the
+answer is "not in the catalog".
 """
 
 from __future__ import annotations
@@ -246,47 +247,75 @@ class Match:
         return asdict(self)
 
 
+CALIBRATION_FEATURES: tuple[str, ...] = ("score", "margin", "hashes", "verified", "verified_margin", "peak_votes")
+"""What ``Calibration`` weighs, in order (``candidate_features``); each has a ``w_<name>`` weight."""
+
+
+def candidate_features(
+    score: np.ndarray, verified: np.ndarray, peak_votes: np.ndarray, *, n_query_hashes: int
+) -> dict[str, np.ndarray]:
+    """The calibration's features of every candidate of one clip, each against the best of the others.
+
+    Parameters
+    ----------
+    score : np.ndarray [shape=(k,)]
+        Aligned hashes (``Match.score``).
+    verified : np.ndarray [shape=(k,)]
+        ``Match.verified`` (0 when not verified).
+    peak_votes : np.ndarray [shape=(k,)]
+        ``Match.peak_votes`` (0 when not searched).
+    n_query_hashes : int
+        Hashes the clip produced.
+
+    Returns
+    -------
+    dict
+        ``CALIBRATION_FEATURES`` -> array of shape (k,): ``score`` log aligned hashes, ``margin``
+        log of score over the best other score (at least 1), ``hashes`` log of the clip's hashes,
+        ``verified`` z, ``verified_margin`` z minus the best other z (at least 0), ``peak_votes`` the
+        single-peak z.
+    """
+    s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
+    v = np.asarray(verified, dtype=np.float64)
+    return {
+        "score": np.log(s),
+        "margin": np.log(s / best_of_others(s, floor=1.0)),
+        "hashes": np.full(s.shape, np.log(max(n_query_hashes, 1))),
+        "verified": v,
+        "verified_margin": v - best_of_others(v, floor=0.0),
+        "peak_votes": np.asarray(peak_votes, dtype=np.float64),
+    }
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Logistic model turning match statistics into a probability.
+    """Logistic model turning a candidate's features into the probability that it is the clip's track.
 
-    ``confidence = sigmoid(bias + w_score * log(score) + w_margin * log(score / runner_up)
-    + w_hashes * log(n_query_hashes) + w_verified * verified + w_verified_margin *
-    (verified - verified_runner_up))``, where ``runner_up`` is the best score of any other
-    candidate (at least 1) and ``verified`` the peak-by-peak verification (``verify``'s z,
-    0 when not verified). Coefficients are fitted by ``python -m bench.identify --calibrate``.
+    ``confidence = sigmoid(bias + sum(w_<name> * feature[name]))`` over ``CALIBRATION_FEATURES``
+    (``candidate_features``: hash score and its margin over the other candidates, the clip's hash
+    count, the verifier's z and its margin, the single-peak search's z). Coefficients are fitted by
+    ``python -m bench.identify --calibrate``; a new feature is a name there, a term in
+    ``candidate_features`` and a weight here.
     """
 
-    bias: float = -1.98
-    w_score: float = 1.12
-    w_margin: float = 2.13
-    w_hashes: float = -0.44
-    w_verified: float = 0.38
-    w_verified_margin: float = 0.66
-    # fitted on the 4590 verified candidates of 459 degraded dev queries (seed 1001, 320 in / 139 out
-    # of the catalog) after the single-peak re-placement: at 0.6, 1 of 139 outside clips accepted
-    # (0.7 %), no wrong in-catalog answer, 53.4 % of clips accepted right. Shipped at 0.8, the
-    # workers' default (MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE): fewer songs that merely share a catalog
-    # track's sounds are named (look-alike bench 6/64 at 0.8, 9/64 at 0.6) for ~5 % fewer noisy memos
-    accept_confidence: float = 0.8
+    bias: float = -6.39
+    w_score: float = 1.0
+    w_margin: float = 2.11
+    w_hashes: float = -0.21
+    w_verified: float = 0.23
+    w_verified_margin: float = 0.64
+    w_peak_votes: float = 0.69
+    # fitted on the 4590 candidates of 459 degraded dev queries (seed 1001, 320 in / 139 out of the
+    # catalog); the lowest threshold at which none of the 139 outside clips is accepted (at 0.6, one
+    # is): 54.1 % of in-catalog clips accepted right, none wrong. The single-peak z is what keeps
+    # songs that share a catalog track's sounds out at this threshold (look-alike bench: 6/64 from
+    # 0.5 to 0.8; without it 9/64 at 0.6); see notes/issue-4.md, session 8
+    accept_confidence: float = 0.65
 
-    def confidence(
-        self,
-        score: np.ndarray,
-        runner_up: np.ndarray,
-        n_query_hashes: np.ndarray,
-        *,
-        verified: np.ndarray | float = 0.0,
-        verified_runner_up: np.ndarray | float = 0.0,
-    ) -> np.ndarray:
-        """Probability of a correct match for arrays of statistics."""
-        s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
-        r = np.maximum(np.asarray(runner_up, dtype=np.float64), 1.0)
-        q = np.maximum(np.asarray(n_query_hashes, dtype=np.float64), 1.0)
-        v = np.asarray(verified, dtype=np.float64)
-        vr = np.asarray(verified_runner_up, dtype=np.float64)
-        z = (self.bias + self.w_score * np.log(s) + self.w_margin * np.log(s / r) + self.w_hashes * np.log(q)
-             + self.w_verified * v + self.w_verified_margin * (v - vr))
+    def confidence(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Probability of a correct match from ``candidate_features``."""
+        z = self.bias + sum(getattr(self, f"w_{name}") * np.asarray(features[name], dtype=np.float64)
+                            for name in CALIBRATION_FEATURES)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
@@ -991,8 +1020,7 @@ def _ranked(
         return []
     scores = np.array([v[0] for _, v in ranked], dtype=np.float64)
     votes = np.zeros(len(ranked)) if votes is None else np.asarray(votes, dtype=np.float64)
-    conf = calibration.confidence(scores, best_of_others(scores, floor=1.0), np.full_like(scores, n_q),
-                                  verified=z, verified_runner_up=best_of_others(z, floor=0.0))
+    conf = calibration.confidence(candidate_features(scores, z, votes, n_query_hashes=n_q))
     order = sorted(range(len(ranked)), key=lambda i: (-conf[i], -scores[i], ranked[i][0]))[:limit]
     return [
         Match(
@@ -1033,7 +1061,10 @@ def identify(
         Speed hypotheses matched in full after the pre-check (see ``match``).
     peaks : callable, optional
         ``FingerprintIndex.reference_peaks`` of the same index: candidates are
-        verified peak by peak (see ``match`` and ``verify``).
+        re-placed and verified peak by peak (see ``match`` and ``verify``). The
+        calibration is fitted with both; without ``peaks`` its confidences are
+        conservative (only the hash evidence counts: clips with many aligned
+        hashes are still accepted, noisy memos mostly not).
 
     Returns
     -------

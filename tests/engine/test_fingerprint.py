@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,16 @@ from engine.degrade import phone_memo
 from engine.errors import ParameterError
 from engine.fingerprint import (
     BIN_HZ,
+    CALIBRATION_FEATURES,
+    DEFAULT_CALIBRATION,
     FRAME_RATE,
     QUERY_PARAMS,
     REFERENCE_PARAMS,
+    Calibration,
     FingerprintParams,
     Fingerprints,
     Hits,
+    candidate_features,
     fingerprint,
     hash_pairs,
     hash_peaks,
@@ -143,20 +148,32 @@ def test_identify_handles_pitch_fader(
     src = y[int(start_s * SR) : int((start_s + 6 * speed) * SR)]
     up, down = (100, 97) if speed == 0.97 else (100, 103)
     clip = _noisy(resample_poly(src, up, down).astype(np.float32), snr_db=5.0, rng=rng)
-    res = identify(clip, sr=SR, lookup=index.lookup)
+    res = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks)
     assert res.match is not None and res.match.track_id == 13
     assert abs(res.match.speed - speed) <= 0.008
     assert abs(res.match.offset_s - start_s) <= 0.1
 
 
-def test_identify_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator) -> None:
-    """Tracks not in the index and plain noise come back as no match."""
+@pytest.mark.parametrize("with_peaks", [False, True])
+def test_identify_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator, with_peaks: bool) -> None:
+    """Tracks not in the index and plain noise come back as no match, with or without the index's peaks."""
+    peaks = index.reference_peaks if with_peaks else None
     for i in range(5, 9):  # same synthesizer, styles and drum sounds, other tracks
         y = _track(i, duration_s=12.0)
-        res = identify(_noisy(y[SR : 11 * SR], snr_db=10.0, rng=rng), sr=SR, lookup=index.lookup)
+        res = identify(_noisy(y[SR : 11 * SR], snr_db=10.0, rng=rng), sr=SR, lookup=index.lookup, peaks=peaks)
         assert res.match is None, res.candidates[:1]
     noise = rng.standard_normal(SR * 10).astype(np.float32) * 0.1
-    assert identify(noise, sr=SR, lookup=index.lookup).match is None
+    assert identify(noise, sr=SR, lookup=index.lookup, peaks=peaks).match is None
+
+
+def test_calibration_weighs_every_feature() -> None:
+    """Every feature the candidates are described by has a weight, and nothing else is weighed."""
+    feats = candidate_features(np.array([40.0, 6.0]), np.array([9.0, 2.0]), np.array([12.0, 4.0]), n_query_hashes=900)
+    assert tuple(feats) == CALIBRATION_FEATURES
+    weights = {f.name[2:] for f in fields(Calibration) if f.name.startswith("w_")}
+    assert weights == set(CALIBRATION_FEATURES)
+    conf = DEFAULT_CALIBRATION.confidence(feats)
+    assert conf[0] > DEFAULT_CALIBRATION.accept_confidence > conf[1]
 
 
 def test_identify_silence_is_no_match(index: FingerprintIndex) -> None:

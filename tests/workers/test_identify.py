@@ -17,6 +17,7 @@ from bot.cli import cli
 from db.queries import models as models_q
 from engine.camelot import Key
 from engine.degrade import phone_memo, write_aac
+from engine.fingerprint import DEFAULT_CALIBRATION
 from engine.fpindex import FingerprintIndex
 from workers.settings import Settings
 
@@ -128,6 +129,12 @@ def test_settings_read_identification_keys(tmp_path: Path) -> None:
                            "MIXWITH_IDENTIFY_ACCEPT_CONFIDENCE": "0.9"})
     assert s.fingerprint_dir == tmp_path / "fp" and s.identify.accept_confidence == 0.9
     assert Settings.from_env({"MIXWITH_HOME": str(tmp_path)}).fingerprint_dir == tmp_path / "fingerprints"
+
+
+def test_default_threshold_is_the_calibrations(tmp_path: Path) -> None:
+    """Unset, the acceptance threshold is the one the shipped calibration was fitted at."""
+    s = Settings.from_env({"MIXWITH_HOME": str(tmp_path)})
+    assert s.identify.accept_confidence == DEFAULT_CALIBRATION.accept_confidence
 
 
 def test_old_index_is_refused_until_reindexed(pool, env: dict[str, str], library, tmp_path: Path) -> None:
