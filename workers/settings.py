@@ -443,15 +443,15 @@ class IdentifySettings:
     query_seconds : float
         Only the first this-many seconds of a clip are fingerprinted.
     accept_confidence : float
-        Calibrated confidence (0–1) needed to call a clip a catalog track (default: the threshold the
-        shipped calibration was fitted at, ``engine.fingerprint.Calibration.accept_confidence``).
+        Calibrated confidence (0–1) needed to call a clip a catalog track (default: the shipped
+        calibration's, ``engine.fingerprint.Calibration.accept_confidence``).
     max_segments : int
         Small index segments merged beyond this many (incremental adds).
     """
 
     index_dir: Path | None = None
     query_seconds: float = 30.0
-    accept_confidence: float = 0.65
+    accept_confidence: float = 0.8
     max_segments: int = 8
 
 

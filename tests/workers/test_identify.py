@@ -132,7 +132,7 @@ def test_settings_read_identification_keys(tmp_path: Path) -> None:
 
 
 def test_default_threshold_is_the_calibrations(tmp_path: Path) -> None:
-    """Unset, the acceptance threshold is the one the shipped calibration was fitted at."""
+    """Unset, the acceptance threshold is the shipped calibration's."""
     s = Settings.from_env({"MIXWITH_HOME": str(tmp_path)})
     assert s.identify.accept_confidence == DEFAULT_CALIBRATION.accept_confidence
 
