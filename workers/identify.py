@@ -213,7 +213,8 @@ def identify_file(path: str | Path, *, settings: Settings, index: FingerprintInd
         from dataclasses import replace
 
         calibration = replace(calibration, accept_confidence=settings.identify.accept_confidence)
-    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=calibration)
+    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                    dense=index.reference_dense, calibration=calibration)
 
 
 def _describe(m: Match, row: tracks_q.TrackRow) -> dict[str, Any]:
