@@ -8,9 +8,9 @@ Catalog: dev tracks of at least ``--min-track-s`` seconds from the manifest; a
 seeded ``--holdout`` share is kept out of the index and supplies the
 out-of-catalog queries. Queries (.m4a, AAC 64 kbps) are generated per
 condition by ``bench.identify.degrade``; both systems read the same files.
-The 100 h latency figure pads the index with the dev tracks' peaks mapped to
-speeds 0.80–0.93 and 1.07–1.25 (what resampled copies of the tracks would
-give, outside the ±3.5 % search range), each a distinct track id.
+The 100 h latency figure pads the index with the dev tracks' peaks (and dense
+bits) mapped to speeds 0.80–0.93 and 1.07–1.25 (what resampled copies of the
+tracks would give, outside the ±3.5 % search range), each a distinct track id.
 Results go to ``bench/out/identify/``; the table goes to stdout.
 """
 
@@ -43,6 +43,7 @@ from engine.fingerprint import (
     Calibration,
     Fingerprints,
     best_of_others,
+    dense_filters,
     fingerprint,
     hash_peaks,
     identify,
@@ -199,9 +200,11 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
     """Add speed-mapped copies of the dev fingerprints until the index holds target_hours."""
     have_s = index.stats().audio_s
     factors = [f for pair in zip(np.linspace(0.93, 0.80, 12), np.linspace(1.07, 1.25, 12)) for f in pair]
+    centres = np.argmax(dense_filters(), axis=0).astype(np.float64)  # FFT bin at the peak of each dense band
     k = 0
     while have_s < target_hours * 3600 and k < len(factors):
         s = float(factors[k])
+        src = np.abs(centres[None, :] - centres[:, None] / s).argmin(axis=1)  # the copy's band k <- original's src[k]
         items = []
         for tid, fp in fps.items():
             # the copy played at speed s: peaks at t / s, f * s
@@ -212,13 +215,14 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
             v_frames = np.rint(fp.verify_frames / s).astype(np.int32)
             v_bins = fp.verify_bins * s
             v_keep = v_bins <= REFERENCE_PARAMS.max_hz / BIN_HZ
-            # dense bits: the copy's frames in time only (its bands would also move by s; a padding
-            # track only has to be a plausible other track for the matcher)
+            # dense bits of the copy: frame t is the original's t * s, band k holds what the original's
+            # band nearest to its centre / s held
             n_rows = fp.dense_bits.shape[0]
             rows = np.minimum(np.rint(np.arange(int(n_rows / s)) * s).astype(np.int64), n_rows - 1)
+            copy_bits = np.packbits(np.unpackbits(fp.dense_bits[rows], axis=1)[:, src], axis=1)
             items.append((PAD_ID_BASE + k * 100_000 + tid, Fingerprints(
                 frames[keep], bins[keep], h, t, fp.duration_s / s, verify_frames=v_frames[v_keep],
-                verify_bins=v_bins[v_keep], dense_bits=fp.dense_bits[rows])))
+                verify_bins=v_bins[v_keep], dense_bits=copy_bits)))
             have_s += fp.duration_s / s
             if have_s >= target_hours * 3600:
                 break

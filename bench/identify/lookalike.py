@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if c is not None and c.confidence >= cal.accept_confidence:
             s, m = specs[j], specs[c.track_id - 1]
             print(f"  accepted: {s.style} {s.bpm:g} BPM {s.key.camelot} as catalog {c.track_id} ({m.style} {m.bpm:g} BPM "
-                  f"{m.key.camelot}), confidence {c.confidence:.3f}, verified {c.verified:.1f}")
+                  f"{m.key.camelot}), confidence {c.confidence:.3f}, verified {c.verified:.1f}, dense {c.dense_verified:.1f}")
     return 0
 
 
