@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     results["ours"] = {"index": stats.to_dict(), "fingerprint_x_realtime": fps_speed}
     if pad_stats is not None:
         print(f"ours @ {pad_hours:.0f} h: index {pad_stats.bytes / 1e6:.0f} MB = {pad_stats.bytes_per_hour / 1e6:.2f} MB/h "
-              f"({pad_stats.n_tracks} tracks; padding = dev peaks mapped to speeds 0.80–0.93 and 1.07–1.25); "
+              f"({pad_stats.n_tracks} tracks; padding = dev peaks and dense bits mapped to speeds 0.80–0.93 and 1.07–1.25); "
               f"{pad_skipped:.1%} of its entries are in hashes too common to look up (dev index: {index.skipped_share():.1%})")
         results["padded"] = pad_stats.to_dict()
     if peer_idx is not None:
