@@ -38,7 +38,7 @@ Verification: the best candidates are checked against the track's own data kept 
 the index, at the candidate's alignment against shifted ones (``verify``: the track's
 spectral peaks looked up in the clip's peak map; ``verify_dense``: one bit per mel
 band and frame, whether the band stands above its neighbours, compared over the
-whole clip). The two see different evidence (their z correlate about 0.5 on the
+whole clip). The two see partly different evidence (their z correlate 0.6–0.7 on the
 bench's clips) and both enter the confidence.
 """
 

@@ -20,7 +20,7 @@ from engine.degrade import phone_memo, write_aac
 from engine.fpindex import FingerprintIndex
 from workers.settings import Settings
 
-MATCH_FIELDS = {"track_id", "title", "artist", "path", "offset", "score", "confidence"}
+MATCH_FIELDS = {"track_id", "title", "artist", "path", "offset", "score", "confidence", "verified", "dense_verified"}
 
 
 @pytest.fixture
