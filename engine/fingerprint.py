@@ -29,11 +29,15 @@ linear scale that moves a 6 kHz anchor by almost two bins and its hashes miss,
 hence the logarithmic scale above 1.5 kHz.
 
 Decision: the best candidates are re-placed by a single-peak search over the
-whole track and verified peak by peak; each candidate's evidence (aligned hashes,
-verification z, single-peak z, each against the best of the other candidates) is
-turned into a calibrated probability (``confidence``) by a logistic model fitted
-on degraded dev-set queries (``bench/identify``); below ``accept_confidence`` the
-answer is "not in the catalog".
+whole track and verified against the track's own data kept in the index, at the
+candidate's alignment against shifted ones (``verify``: the track's spectral peaks
+looked up in the clip's peak map; ``verify_dense``: one bit per mel band and frame,
+whether the band stands above its neighbours, compared over the whole clip; their z
+correlate 0.6–0.7 on the bench's clips, so each adds evidence). Each candidate's
+evidence (aligned hashes, the two verification z, the single-peak z, against the best
+of the other candidates) is turned into a calibrated probability (``confidence``) by
+a logistic model fitted on degraded dev-set queries (``bench/identify``); below
+``accept_confidence`` the answer is "not in the catalog".
 """
 
 from __future__ import annotations
@@ -68,6 +72,14 @@ HASH_KNEE_HZ = HASH_STEPS * BIN_HZ
 HASH_BITS = _F_BITS + _DF_BITS + _DT_BITS
 MAX_DF_BINS = (1 << (_DF_BITS - 1)) - 1
 MAX_DT_FRAMES = (1 << _DT_BITS) - 1
+
+DENSE_BANDS = 64
+"""Mel bands (150 Hz–6.8 kHz) of the dense verification descriptor: one bit each per frame."""
+DENSE_BYTES = DENSE_BANDS // 8
+assert DENSE_BYTES % 8 == 0  # verify_dense compares a frame's bits as 64-bit words
+DENSE_CONTRAST_BANDS = 3
+"""A band's bit says whether its log energy is above the mean of this many bands either side and itself."""
+_DENSE_MIN_HZ, _DENSE_MAX_HZ = 150.0, 6800.0
 
 PEAK_MAP_MAX_CONTRAST = 3.0
 """Peak-map values (contrast in natural log units) are capped here, so one loud partial does not decide."""
@@ -158,6 +170,12 @@ class Fingerprints:
     verify_frames, verify_bins : np.ndarray, optional
         References only: the denser peaks kept for ``verify`` (``verify_peaks_per_s``),
         frames ascending; what the index stores.
+    dense_bits : np.ndarray [shape=(n_frames, DENSE_BYTES), dtype=uint8], optional
+        References only (with ``verify_peaks_per_s``): ``dense_bits`` of every frame,
+        what ``verify_dense`` compares a clip with; the index stores it.
+    spectrum : np.ndarray [shape=(n_frames, N_FFT // 2 + 1), dtype=float32], optional
+        Queries only (with the peak map): the power spectrogram, from which the clip's
+        ``dense_bits`` are taken under each candidate's speed.
     """
 
     peak_frames: np.ndarray
@@ -168,6 +186,8 @@ class Fingerprints:
     peak_map: np.ndarray | None = None
     verify_frames: np.ndarray | None = None
     verify_bins: np.ndarray | None = None
+    dense_bits: np.ndarray | None = None
+    spectrum: np.ndarray | None = None
 
     @property
     def n_hashes(self) -> int:
@@ -231,6 +251,8 @@ class Match:
     peak_votes : float
         How far the clip's single peaks line up at ``offset_s`` above the track's other
         offsets, in standard deviations (``peak_offsets``; 0 when not searched).
+    dense_verified : float
+        Like ``verified``, from the per-frame band bits (``verify_dense``; 0 when not verified).
     """
 
     track_id: int
@@ -241,18 +263,21 @@ class Match:
     confidence: float = 0.0
     verified: float = 0.0
     peak_votes: float = 0.0
+    dense_verified: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         """Plain types for JSON."""
         return asdict(self)
 
 
-CALIBRATION_FEATURES: tuple[str, ...] = ("score", "margin", "hashes", "verified", "verified_margin", "peak_votes")
+CALIBRATION_FEATURES: tuple[str, ...] = (
+    "score", "margin", "hashes", "verified", "verified_margin", "peak_votes", "dense",
+)
 """What ``Calibration`` weighs, in order (``candidate_features``); each has a ``w_<name>`` weight."""
 
 
 def candidate_features(
-    score: np.ndarray, verified: np.ndarray, peak_votes: np.ndarray, *, n_query_hashes: int
+    score: np.ndarray, verified: np.ndarray, peak_votes: np.ndarray, dense: np.ndarray, *, n_query_hashes: int
 ) -> dict[str, np.ndarray]:
     """The calibration's features of every candidate of one clip, each against the best of the others.
 
@@ -264,6 +289,8 @@ def candidate_features(
         ``Match.verified`` (0 when not verified).
     peak_votes : np.ndarray [shape=(k,)]
         ``Match.peak_votes`` (0 when not searched).
+    dense : np.ndarray [shape=(k,)]
+        ``Match.dense_verified`` (0 when not verified).
     n_query_hashes : int
         Hashes the clip produced.
 
@@ -273,7 +300,7 @@ def candidate_features(
         ``CALIBRATION_FEATURES`` -> array of shape (k,): ``score`` log aligned hashes, ``margin``
         log of score over the best other score (at least 1), ``hashes`` log of the clip's hashes,
         ``verified`` z, ``verified_margin`` z minus the best other z (at least 0), ``peak_votes`` the
-        single-peak z.
+        single-peak z, ``dense`` the dense verification's z.
     """
     s = np.maximum(np.asarray(score, dtype=np.float64), 1.0)
     v = np.asarray(verified, dtype=np.float64)
@@ -284,6 +311,7 @@ def candidate_features(
         "verified": v,
         "verified_margin": v - best_of_others(v, floor=0.0),
         "peak_votes": np.asarray(peak_votes, dtype=np.float64),
+        "dense": np.asarray(dense, dtype=np.float64),
     }
 
 
@@ -293,24 +321,26 @@ class Calibration:
 
     ``confidence = sigmoid(bias + sum(w_<name> * feature[name]))`` over ``CALIBRATION_FEATURES``
     (``candidate_features``: hash score and its margin over the other candidates, the clip's hash
-    count, the verifier's z and its margin, the single-peak search's z). Coefficients are fitted by
-    ``python -m bench.identify --calibrate``; a new feature is a name there, a term in
-    ``candidate_features`` and a weight here.
+    count, the peak-map verifier's z and its margin, the single-peak search's z, the dense
+    verifier's z). Coefficients are fitted by ``python -m bench.identify --calibrate``; a new
+    feature is a name there, a term in ``candidate_features`` and a weight here.
     """
 
-    bias: float = -6.39
-    w_score: float = 1.0
-    w_margin: float = 2.11
-    w_hashes: float = -0.21
-    w_verified: float = 0.23
-    w_verified_margin: float = 0.64
-    w_peak_votes: float = 0.69
+    bias: float = -2.58
+    w_score: float = 0.94
+    w_margin: float = 2.25
+    w_hashes: float = -0.38
+    w_verified: float = -0.48
+    w_verified_margin: float = 0.99
+    w_peak_votes: float = 0.4
+    w_dense: float = 0.59
     # fitted on the 4590 candidates of 459 degraded dev queries (seed 1001, 320 in / 139 out of the
-    # catalog); the fit's own threshold is 0.65 (the lowest at which none of its 139 outside clips is
-    # accepted; 54.1 % of in-catalog clips accepted right). Shipped at 0.8 (51.6 %), the workers'
-    # default: at 97 h one outside clip of the test seed (a track of the same album as a catalog
-    # track) reaches 0.77, as margins over the other candidates grow in a large index. The single-peak
-    # z keeps look-alike songs at 6/64 from 0.5 to 0.8 (9/64 at 0.6 without it); notes/issue-4.md, session 8
+    # catalog); the fit's own threshold is 0.55 (the lowest at which none of its 139 outside clips is
+    # accepted; 57.2 % of in-catalog clips accepted right). Shipped at 0.8 (54.1 %), the workers'
+    # default: margins over the other candidates grow in a large index (common hashes are skipped),
+    # so a fit at the dev size is over-confident at 100 h, and lower thresholds name more songs that
+    # merely share a catalog track's sounds. Beside the dense z, the peak-map z's own weight comes out
+    # negative: its margin over the other candidates carries what it adds. notes/issue-4.md, session 8
     accept_confidence: float = 0.8
 
     def confidence(self, features: dict[str, np.ndarray]) -> np.ndarray:
@@ -370,22 +400,32 @@ def find_peaks(y: np.ndarray, *, sr: int, params: FingerprintParams = REFERENCE_
     bins : np.ndarray [shape=(n_peaks,), dtype=float32]
         Sub-bin peak frequencies (parabolic interpolation of log magnitude).
     """
-    peaks, _, _ = _analyse(y, sr=sr, params=params, with_map=False)
-    return peaks
+    return _analyse(y, sr=sr, params=params, with_map=False).peaks
 
 
 _Peaks = tuple[np.ndarray, np.ndarray]
 
 
-def _analyse(
-    y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: bool
-) -> tuple[_Peaks, _Peaks | None, np.ndarray | None]:
-    """``find_peaks``, the denser verification peaks (``params.verify_peaks_per_s``) and the
-    peak map of ``Fingerprints.peak_map`` (when asked)."""
+@dataclass(frozen=True)
+class _Analysis:
+    """What ``_analyse`` finds in a signal (see ``Fingerprints`` for the optional parts)."""
+
+    peaks: _Peaks
+    verify_peaks: _Peaks | None = None
+    peak_map: np.ndarray | None = None
+    dense_bits: np.ndarray | None = None
+    spectrum: np.ndarray | None = None
+
+
+def _analyse(y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: bool) -> _Analysis:
+    """``find_peaks``; for references (``params.verify_peaks_per_s``) the denser verification peaks
+    and ``dense_bits``; for queries (``with_map``) the peak map and the power spectrogram."""
     x = _to_fp_rate(y, sr)
     none: _Peaks = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    reference = params.verify_peaks_per_s > 0
     if x.size < N_FFT or is_silent(x):
-        return none, (none if params.verify_peaks_per_s > 0 else None), None
+        return _Analysis(none, none if reference else None, None,
+                         np.zeros((0, DENSE_BYTES), np.uint8) if reference else None, None)
     n_frames = 1 + (x.size - N_FFT) // HOP_LENGTH
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:n_frames]
     window = np.hanning(N_FFT).astype(np.float32)
@@ -393,6 +433,8 @@ def _analyse(
     # frames (numpy 2 computes them in double), at a fifth of the CPU
     spectrum = rfft((frames * window).astype(np.float64), axis=1).astype(np.complex64)
     spec = np.abs(spectrum).astype(np.float32)  # (T, F)
+    power = spec * spec if reference or with_map else None
+    extra = {"dense_bits": dense_bits(power) if reference else None, "spectrum": power if with_map else None}
     lo = max(1, int(np.floor(params.min_hz / BIN_HZ)))
     hi = min(N_FFT // 2 - 1, int(np.ceil(params.max_hz / BIN_HZ)) + 1)
     floor = max(float(spec.max()) * 1e-4, 1e-9)  # -80 dB below the loudest bin
@@ -406,7 +448,7 @@ def _analyse(
     pmap = _peak_map(band, contrast, lo=lo, floor=floor) if with_map else None
     t_idx, f_idx = np.nonzero(is_max)
     if t_idx.size == 0:
-        return none, (none if params.verify_peaks_per_s > 0 else None), pmap
+        return _Analysis(none, none if reference else None, pmap, **extra)
     strength = contrast[t_idx, f_idx]
     # keep the strongest peaks of each log-spaced band in each one-second block: a quota
     # per band spreads them over the spectrum (kick drums and bass lines would take most)
@@ -428,7 +470,60 @@ def _analyse(
         by_time = np.lexsort((bins, t))
         return t[by_time].astype(np.int32), bins[by_time]
 
-    return chosen(params.peaks_per_s), (chosen(params.verify_peaks_per_s) if params.verify_peaks_per_s > 0 else None), pmap
+    return _Analysis(chosen(params.peaks_per_s), chosen(params.verify_peaks_per_s) if reference else None, pmap, **extra)
+
+
+def _mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def dense_filters(*, speed: float = 1.0) -> np.ndarray:
+    """Triangular mel filters of ``dense_bits``, each summing to 1.
+
+    Parameters
+    ----------
+    speed : float
+        A clip played ``speed`` times as fast has every frequency ``speed`` times higher:
+        its filters are scaled alike, so its bands hold what the track's bands hold.
+
+    Returns
+    -------
+    np.ndarray [shape=(N_FFT // 2 + 1, DENSE_BANDS), dtype=float32]
+    """
+    mels = np.linspace(_mel(_DENSE_MIN_HZ), _mel(_DENSE_MAX_HZ), DENSE_BANDS + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0) * speed
+    f = np.arange(N_FFT // 2 + 1)[:, None] * BIN_HZ
+    lo, mid, hi = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
+    w = np.maximum(0.0, np.minimum((f - lo) / (mid - lo), (hi - f) / (hi - mid)))
+    return (w / w.sum(axis=0)).astype(np.float32)  # the lowest band is 4 bins wide: never empty
+
+
+def dense_bits(power: np.ndarray, *, speed: float = 1.0) -> np.ndarray:
+    """One bit per mel band and frame: is the band's log energy above its neighbours' mean?
+
+    A contrast across frequency within one frame: a room's reverberation smears energy in
+    time (time differences suffer) and a phone's colouration is smooth across a few bands;
+    what stands above its neighbours in the track mostly still does in a memo of it.
+
+    Parameters
+    ----------
+    power : np.ndarray [shape=(n_frames, N_FFT // 2 + 1)]
+        Power spectrogram at ``FP_SR`` (``Fingerprints.spectrum``).
+    speed : float
+        Speed hypothesis of a clip (see ``dense_filters``); 1 for catalog tracks.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, DENSE_BYTES), dtype=uint8]
+        ``DENSE_BANDS`` bits per frame, packed (``np.packbits`` order).
+    """
+    if power.shape[0] == 0:
+        return np.zeros((0, DENSE_BYTES), np.uint8)
+    energy = power @ dense_filters(speed=speed)
+    floor = max(float(energy.max()) * 1e-8, 1e-12)  # -80 dB below the loudest band: silence is flat
+    log_e = np.log(np.maximum(energy, floor))
+    contrast = log_e - uniform_filter1d(log_e, size=2 * DENSE_CONTRAST_BANDS + 1, axis=1, mode="nearest")
+    return np.packbits(contrast > 0, axis=1)
 
 
 def _peak_map(band: np.ndarray, contrast: np.ndarray, *, lo: int, floor: float) -> np.ndarray:
@@ -584,14 +679,17 @@ def fingerprint(
     params : FingerprintParams
         ``REFERENCE_PARAMS`` for catalog tracks, ``QUERY_PARAMS`` for clips.
     with_peak_map : bool
-        Keep the clip's peak map for ``verify`` (queries).
+        Keep the clip's peak map and power spectrogram for ``verify`` and
+        ``verify_dense`` (queries).
 
     Returns
     -------
     Fingerprints
         Empty (no peaks, no hashes) for silence.
     """
-    (frames, bins), dense, pmap = _analyse(y, sr=sr, params=params, with_map=with_peak_map)
+    found = _analyse(y, sr=sr, params=params, with_map=with_peak_map)
+    frames, bins = found.peaks
+    dense = found.verify_peaks
     hashes, hash_frames = hash_peaks(frames, bins, params=params)
     return Fingerprints(
         peak_frames=frames,
@@ -599,9 +697,11 @@ def fingerprint(
         hashes=hashes,
         hash_frames=hash_frames,
         duration_s=float(len(y)) / sr,
-        peak_map=pmap,
+        peak_map=found.peak_map,
         verify_frames=None if dense is None else dense[0],
         verify_bins=None if dense is None else dense[1],
+        dense_bits=found.dense_bits,
+        spectrum=found.spectrum,
     )
 
 
@@ -684,6 +784,11 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
 PeaksFn = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
 """``peaks(track_id, start_frame, end_frame) -> (frames, bins)``: a catalog track's own
 peaks in ``[start_frame, end_frame)``, usually ``FingerprintIndex.reference_peaks``."""
+
+DenseFn = Callable[[int, int, int], tuple[int, np.ndarray]]
+"""``dense(track_id, start_frame, end_frame) -> (first_frame, bits)``: a catalog track's
+``dense_bits`` rows from ``first_frame`` on, within ``[start_frame, end_frame)``, usually
+``FingerprintIndex.reference_dense``."""
 
 VERIFY_NULL_SHIFTS = np.array([11, 19, 29, 37, 47, 59, 71, 83, 97, 109], dtype=np.int64)
 """Offsets (frames, both signs) at which the chance level of a verification is measured:
@@ -804,6 +909,59 @@ def verify(
     return Verification(observed=float(observed), null=mu, z=float((observed - mu) / spread), n_peaks=n_obs)
 
 
+def verify_dense(
+    clip_bits: np.ndarray, ref_bits: np.ndarray, *, ref_first_frame: int, offset_frames: int, speed: float
+) -> Verification:
+    """Compare a clip's ``dense_bits`` with a track's over the whole clip, against shifted alignments.
+
+    The share of agreeing bits at the candidate alignment (clip frame ``i`` against track
+    frame ``offset + i * speed``) is set against the same share at ``VERIFY_NULL_SHIFTS``
+    frames either way: what this clip and this track agree on by chance (music agrees with
+    itself a little at any offset: same key, same instruments). Each alignment may move by
+    a frame either way (offsets are whole frames, the speed grid is coarse), the shifted
+    ones alike, so the freedom favours neither.
+
+    Parameters
+    ----------
+    clip_bits : np.ndarray [shape=(n_frames, DENSE_BYTES), dtype=uint8]
+        ``dense_bits(clip spectrum, speed=speed)``.
+    ref_bits : np.ndarray [shape=(m, DENSE_BYTES), dtype=uint8]
+        The track's bits from frame ``ref_first_frame`` on, covering at least ``verify_window``.
+    ref_first_frame : int
+    offset_frames : int
+        Track frame where the clip starts.
+    speed : float
+
+    Returns
+    -------
+    Verification
+        ``observed`` and ``null`` are shares of agreeing bits, ``n_peaks`` the clip frames
+        compared; ``z`` is 0 when fewer than 40 % of the clip's frames (or 8) fall inside the track.
+    """
+    n_q = clip_bits.shape[0]
+    if n_q == 0 or ref_bits.shape[0] == 0:
+        return Verification(observed=0.0, null=0.0, z=0.0, n_peaks=0)
+    shifts = np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS])
+    where = offset_frames - ref_first_frame + np.arange(n_q) * speed
+    rows = np.rint(where[None, None, :] + shifts[:, None, None] + np.arange(-1, 2)[None, :, None]).astype(np.int64)
+    inside = (rows >= 0) & (rows < ref_bits.shape[0])
+    # a frame's bits as 64-bit words: one XOR and popcount per word instead of per byte
+    ref_words = np.ascontiguousarray(ref_bits, dtype=np.uint8).view(np.uint64)
+    clip_words = np.ascontiguousarray(clip_bits, dtype=np.uint8).view(np.uint64)
+    differ = np.bitwise_count(ref_words[np.where(inside, rows, 0)] ^ clip_words[None, None]).sum(axis=3, dtype=np.int32)
+    n_in = inside.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(n_in >= max(int(0.4 * n_q), 8), 1.0 - (differ * inside).sum(axis=2) / (n_in * DENSE_BANDS), np.nan)
+    best = np.where(np.isnan(share).all(axis=1), np.nan, np.nanmax(np.nan_to_num(share, nan=-1.0), axis=1))
+    observed, rest = best[0], best[1:][~np.isnan(best[1:])]
+    n_obs = int(n_in[0, 1])
+    if np.isnan(observed) or rest.size < 4:
+        return Verification(observed=0.0, null=0.0, z=0.0, n_peaks=n_obs)
+    mu = float(rest.mean())
+    return Verification(observed=float(observed), null=mu, z=float((observed - mu) / max(float(rest.std()), 1e-3)),
+                        n_peaks=n_obs)
+
+
 @dataclass(frozen=True)
 class PeakVotes:
     """Where in a whole track a clip's single peaks line up best (``peak_offsets``).
@@ -899,6 +1057,7 @@ def match(
     peaks: PeaksFn | None = None,
     verify_top: int = 10,
     vote_top: int = 10,
+    dense: DenseFn | None = None,
 ) -> list[Match]:
     """Rank catalog tracks for a clip under several speed hypotheses.
 
@@ -934,6 +1093,10 @@ def match(
         With ``peaks``: the candidates with most aligned hashes that are re-placed by a
         single-peak search over the whole track (``peak_offsets``) before verification;
         the ``verify_top`` of them that stand out most there are verified (0: no search).
+    dense : callable, optional
+        With ``peaks``: the catalog's ``dense_bits`` (``FingerprintIndex.reference_dense``);
+        the verified candidates are also checked frame by frame (``verify_dense``; needs
+        ``fp.spectrum``).
 
     Returns
     -------
@@ -968,13 +1131,21 @@ def match(
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     z = np.zeros(len(ranked))
     votes = np.zeros(len(ranked))
+    dz = np.zeros(len(ranked))
     if peaks is not None and fp.peak_map is not None:
         if vote_top > 0:
             ranked, votes = _placed_by_peaks(fp, peaks, ranked[:vote_top], n_clip_frames=fp.peak_map.shape[0])
         ranked, votes = ranked[:verify_top], votes[:verify_top]
         z = np.array([_verify_candidate(fp.peak_map, peaks, track, off, speed).z
                       for track, (_, off, _, speed) in ranked])
-    return _ranked(ranked, z, n_q, calibration, max_candidates, votes=votes)
+        if dense is not None and fp.spectrum is not None:
+            clip_bits: dict[float, np.ndarray] = {}  # per speed: a few candidates share each
+            for track, (_, off, _, speed) in ranked:
+                if speed not in clip_bits:
+                    clip_bits[speed] = dense_bits(fp.spectrum, speed=speed)
+            dz = np.array([_verify_dense_candidate(clip_bits[speed], dense, track, off, speed).z
+                           for track, (_, off, _, speed) in ranked])
+    return _ranked(ranked, z, n_q, calibration, max_candidates, votes=votes, dense_z=dz)
 
 
 def _placed_by_peaks(
@@ -1002,6 +1173,12 @@ def _verify_candidate(peak_map: np.ndarray, peaks: PeaksFn, track: int, offset_f
     return verify(peak_map, frames, bins, offset_frames=offset_frames, speed=speed)
 
 
+def _verify_dense_candidate(clip_bits: np.ndarray, dense: DenseFn, track: int, offset_frames: int,
+                            speed: float) -> Verification:
+    first, bits = dense(track, *verify_window(clip_bits.shape[0], offset_frames=offset_frames, speed=speed))
+    return verify_dense(clip_bits, bits, ref_first_frame=first, offset_frames=offset_frames, speed=speed)
+
+
 def best_of_others(values: np.ndarray, *, floor: float) -> np.ndarray:
     """For each entry, the largest of the other entries (``floor`` when there is none)."""
     out = np.full(values.shape, floor, dtype=np.float64)
@@ -1014,20 +1191,22 @@ def best_of_others(values: np.ndarray, *, floor: float) -> np.ndarray:
 
 def _ranked(
     ranked: list[tuple[int, tuple[int, int, int, float]]], z: np.ndarray, n_q: int, calibration: Calibration, limit: int,
-    *, votes: np.ndarray | None = None,
+    *, votes: np.ndarray | None = None, dense_z: np.ndarray | None = None,
 ) -> list[Match]:
     """Matches by confidence; each candidate is compared with the best of the others."""
     if not ranked:
         return []
     scores = np.array([v[0] for _, v in ranked], dtype=np.float64)
     votes = np.zeros(len(ranked)) if votes is None else np.asarray(votes, dtype=np.float64)
-    conf = calibration.confidence(candidate_features(scores, z, votes, n_query_hashes=n_q))
+    dense_z = np.zeros(len(ranked)) if dense_z is None else np.asarray(dense_z, dtype=np.float64)
+    conf = calibration.confidence(candidate_features(scores, z, votes, dense_z, n_query_hashes=n_q))
     order = sorted(range(len(ranked)), key=lambda i: (-conf[i], -scores[i], ranked[i][0]))[:limit]
     return [
         Match(
             track_id=int(ranked[i][0]), offset_s=round(ranked[i][1][1] / FRAME_RATE, 3), score=int(scores[i]),
             speed=float(ranked[i][1][3]), n_hits=int(ranked[i][1][2]), confidence=round(float(conf[i]), 4),
             verified=round(float(z[i]), 2), peak_votes=round(float(votes[i]), 2),
+            dense_verified=round(float(dense_z[i]), 2),
         )
         for i in order
     ]
@@ -1043,6 +1222,7 @@ def identify(
     max_candidates: int = 5,
     keep_speeds: int = 3,
     peaks: PeaksFn | None = None,
+    dense: DenseFn | None = None,
 ) -> Identification:
     """Identify the catalog track in a clip, or say it is not in the catalog.
 
@@ -1063,9 +1243,12 @@ def identify(
     peaks : callable, optional
         ``FingerprintIndex.reference_peaks`` of the same index: candidates are
         re-placed and verified peak by peak (see ``match`` and ``verify``). The
-        calibration is fitted with both; without ``peaks`` its confidences are
-        conservative (only the hash evidence counts: clips with many aligned
-        hashes are still accepted, noisy memos mostly not).
+        calibration is fitted with ``peaks`` and ``dense``; without them its
+        confidences are conservative (only the hash evidence counts: clips with many
+        aligned hashes are still accepted, noisy memos mostly not).
+    dense : callable, optional
+        ``FingerprintIndex.reference_dense`` of the same index (with ``peaks``):
+        candidates are also verified frame by frame (``verify_dense``).
 
     Returns
     -------
@@ -1077,6 +1260,6 @@ def identify(
     if fp.peak_frames.size < 2:
         return Identification(match=None, candidates=(), n_query_hashes=0)
     cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
-                  keep_speeds=keep_speeds, peaks=peaks)
+                  keep_speeds=keep_speeds, peaks=peaks, dense=dense)
     accepted = cands[0] if cands and cands[0].confidence >= calibration.accept_confidence else None
     return Identification(match=accepted, candidates=tuple(cands), n_query_hashes=fp.n_hashes)

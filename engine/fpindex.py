@@ -13,6 +13,9 @@ Layout of an index directory::
         peaks.npy   uint32 [p]  every track's own spectral peaks, (frame << 16) | bin * 64,
                                 track by track, ascending within a track (for ``verify``)
         peak_starts.npy int64 [k + 1]  where each local track's peaks begin in peaks.npy
+        dense.npy   uint8  [f, 8]  every track's ``dense_bits``, one row per frame, track by
+                                track (for ``verify_dense``)
+        dense_starts.npy int64 [k + 1]  where each local track's rows begin in dense.npy
 
 Segments never change once written; a version lists segments plus a
 tombstone set per segment. Adding tracks writes a new small segment and a new
@@ -27,7 +30,8 @@ mapping (POSIX unlink semantics), and ``reload`` picks up the new version.
 A reader keeps, per large segment, a table of where each of the 2**21 hash values'
 postings begin (8 MB, built on its first lookup) instead of binary-searching the keys.
 
-Storage: 8 bytes per hash (key and packed value) and 4 bytes per reference peak.
+Storage: 8 bytes per hash (key and packed value), 4 bytes per reference peak and 8 per frame
+(250 B/s) of dense bits.
 16 bits of frame at 31.25 frames/s cover 34 min per track; a segment holds up to
 65 536 tracks.
 """
@@ -52,6 +56,7 @@ from engine.errors import EngineError, ParameterError
 from engine.fingerprint import (
     DEFAULT_CALIBRATION,
     DEFAULT_SPEEDS,
+    DENSE_BYTES,
     FRAME_RATE,
     N_FFT,
     HASH_BITS,
@@ -64,9 +69,9 @@ from engine.fingerprint import (
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mixwith-fpindex-3"
-"""Index format; 3: segments keep every track's peaks for verification (2: 16 kHz analysis, hashes on a
-part-logarithmic frequency scale; older formats must be rebuilt)."""
+FORMAT = "mixwith-fpindex-4"
+"""Index format; 4: segments keep every track's per-frame dense bits for verification (3: its peaks;
+2: 16 kHz analysis, hashes on a part-logarithmic frequency scale; older formats must be rebuilt)."""
 _TIME_BITS = 16
 _MAX_FRAME = (1 << _TIME_BITS) - 1
 MAX_TRACKS_PER_SEGMENT = 1 << (32 - _TIME_BITS)
@@ -101,6 +106,8 @@ class IndexStats:
         Total duration of the live tracks.
     peak_bytes : int
         The part of ``bytes`` holding the tracks' own peaks (for verification).
+    dense_bytes : int
+        The part of ``bytes`` holding the tracks' dense bits (for verification).
     """
 
     version: int
@@ -110,6 +117,7 @@ class IndexStats:
     bytes: int
     audio_s: float
     peak_bytes: int = 0
+    dense_bytes: int = 0
 
     @property
     def bytes_per_hour(self) -> float:
@@ -121,6 +129,7 @@ class IndexStats:
         return {
             "version": self.version, "n_tracks": self.n_tracks, "n_hashes": self.n_hashes,
             "n_segments": self.n_segments, "bytes": self.bytes, "peak_bytes": self.peak_bytes,
+            "dense_bytes": self.dense_bytes,
             "audio_s": round(self.audio_s, 1),
             "bytes_per_hour": round(self.bytes_per_hour),
         }
@@ -135,18 +144,28 @@ class _Segment:
     durations: np.ndarray
     peaks: np.ndarray
     peak_starts: np.ndarray
+    dense: np.ndarray
+    dense_starts: np.ndarray
 
     @property
     def peak_nbytes(self) -> int:
         return int(self.peaks.nbytes + self.peak_starts.nbytes)
 
     @property
+    def dense_nbytes(self) -> int:
+        return int(self.dense.nbytes + self.dense_starts.nbytes)
+
+    @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.vals.nbytes) + self.peak_nbytes
+        return int(self.keys.nbytes + self.vals.nbytes) + self.peak_nbytes + self.dense_nbytes
 
     def track_peaks(self, local: int) -> np.ndarray:
         """Packed peaks of one local track."""
         return self.peaks[int(self.peak_starts[local]) : int(self.peak_starts[local + 1])]
+
+    def track_dense(self, local: int) -> np.ndarray:
+        """Dense bits of one local track, a row per frame."""
+        return self.dense[int(self.dense_starts[local]) : int(self.dense_starts[local + 1])]
 
 
 def _stored_peaks(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +180,16 @@ def _pack_peaks(fp: Fingerprints) -> np.ndarray:
     frames, bins = _stored_peaks(fp)
     q = np.clip(np.rint(np.asarray(bins, np.float64) * _BIN_SCALE), 0, (1 << 16) - 1).astype(np.uint32)
     return np.sort((np.asarray(frames).astype(np.uint32) << np.uint32(16)) | q)
+
+
+def _stored_dense(fp: Fingerprints) -> np.ndarray:
+    """A track's dense bits as stored (none for fingerprints made without them)."""
+    if fp.dense_bits is None:
+        return np.zeros((0, DENSE_BYTES), np.uint8)
+    bits = np.asarray(fp.dense_bits, dtype=np.uint8)
+    if bits.ndim != 2 or bits.shape[1] != DENSE_BYTES:
+        raise ParameterError(f"dense_bits must have shape (n_frames, {DENSE_BYTES}), got {bits.shape}")
+    return bits
 
 
 def _fsync_dir(path: Path) -> None:
@@ -358,6 +387,8 @@ class FingerprintIndex:
             durations=np.load(d / "durations.npy"),
             peaks=np.load(d / "peaks.npy", mmap_mode="r"),
             peak_starts=np.load(d / "peak_starts.npy"),
+            dense=np.load(d / "dense.npy", mmap_mode="r"),
+            dense_starts=np.load(d / "dense_starts.npy"),
         )
 
     # ---------------------------------------------------------------- reading
@@ -388,6 +419,7 @@ class FingerprintIndex:
             bytes=int(sum(s.nbytes for s in self._segments)),
             audio_s=audio,
             peak_bytes=int(sum(s.peak_nbytes for s in self._segments)),
+            dense_bytes=int(sum(s.dense_nbytes for s in self._segments)),
         )
 
     def reference_peaks(self, track_id: int, start_frame: int = 0, end_frame: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
@@ -407,6 +439,24 @@ class FingerprintIndex:
         lo, hi = np.searchsorted(packed, np.array([max(start_frame, 0), max(end_frame, 0)], np.uint64) << np.uint64(16))
         window = np.asarray(packed[lo:hi])
         return (window >> 16).astype(np.int32), ((window & 0xFFFF) / _BIN_SCALE).astype(np.float32)
+
+    def reference_dense(self, track_id: int, start_frame: int = 0, end_frame: int = 1 << 16) -> tuple[int, np.ndarray]:
+        """A live track's dense bits for frames ``[start_frame, end_frame)`` (``engine.fingerprint.DenseFn``).
+
+        Returns
+        -------
+        first_frame : int
+            Track frame of the first row (``start_frame``, at least 0).
+        bits : np.ndarray [shape=(n, DENSE_BYTES), dtype=uint8]
+            Fewer rows where the track ends; none for a track the index does not hold.
+        """
+        first = max(int(start_frame), 0)
+        i = int(np.searchsorted(self._live_ids, track_id))
+        if i >= self._live_ids.size or self._live_ids[i] != track_id:
+            return first, np.zeros((0, DENSE_BYTES), np.uint8)
+        seg_i, local = self._live_where[i]
+        rows = self._segments[int(seg_i)].track_dense(int(local))
+        return first, np.asarray(rows[first : max(int(end_frame), first)])
 
     def skipped_share(self) -> float:
         """Share of stored entries whose hash has more than ``max_postings`` entries (never looked up).
@@ -536,9 +586,9 @@ class FingerprintIndex:
         max_candidates: int = 5,
     ) -> list[Match]:
         """Candidate tracks for a clip's fingerprints, best first (see ``engine.fingerprint.match``;
-        verified against the tracks' own peaks when ``fp`` has a peak map)."""
+        verified against the tracks' own peaks and dense bits when ``fp`` has a peak map)."""
         return match(fp, self.lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
-                     peaks=self.reference_peaks)
+                     peaks=self.reference_peaks, dense=self.reference_dense)
 
     # ---------------------------------------------------------------- writing
     @contextmanager
@@ -571,7 +621,8 @@ class FingerprintIndex:
         for tid, fp in items:
             if not 0 <= tid <= MAX_TRACK_ID:
                 raise ParameterError(f"track id must be a non-negative int64, got {tid}")
-            if max(int(fp.hash_frames.max(initial=0)), int(np.max(_stored_peaks(fp)[0], initial=0))) > _MAX_FRAME:
+            if max(int(fp.hash_frames.max(initial=0)), int(np.max(_stored_peaks(fp)[0], initial=0)),
+                   _stored_dense(fp).shape[0] - 1) > _MAX_FRAME:
                 raise ParameterError(
                     f"track {tid} is longer than the index's {_MAX_FRAME / FRAME_RATE / 60:.0f} min"
                 )
@@ -592,6 +643,7 @@ class FingerprintIndex:
                     np.array([t for t, _ in chunk], dtype=np.int64),
                     np.array([fp.duration_s for _, fp in chunk], dtype=np.float32),
                     [_pack_peaks(fp) for _, fp in chunk],
+                    [_stored_dense(fp) for _, fp in chunk],
                 )
                 segments.append({"name": name, "removed": []})
             if len(segments) > self._max_segments:
@@ -643,7 +695,7 @@ class FingerprintIndex:
 
     def _merge(self, entries: list[dict]) -> list[dict]:
         """Merge segments into new ones of at most MAX_TRACKS_PER_SEGMENT live tracks."""
-        pieces = []  # (track_id, duration, keys, frames, packed peaks) of live tracks
+        pieces = []  # (track_id, duration, keys, frames, packed peaks, dense bits) of live tracks
         for entry in entries:
             seg = self._cache.get(entry["name"]) or self._open_segment(entry["name"])
             removed = set(entry.get("removed", []))
@@ -656,7 +708,8 @@ class FingerprintIndex:
             for i in live:
                 sel = order[bounds[i] : bounds[i + 1]]
                 pieces.append((int(seg.tracks[i]), float(seg.durations[i]), np.asarray(seg.keys)[sel],
-                               np.asarray(seg.vals)[sel] & _MAX_FRAME, np.asarray(seg.track_peaks(i))))
+                               np.asarray(seg.vals)[sel] & _MAX_FRAME, np.asarray(seg.track_peaks(i)),
+                               np.asarray(seg.track_dense(i))))
         out = []
         for start in range(0, len(pieces), MAX_TRACKS_PER_SEGMENT):
             chunk = pieces[start : start + MAX_TRACKS_PER_SEGMENT]
@@ -666,16 +719,18 @@ class FingerprintIndex:
             )
             name = self._write_segment(
                 keys, vals, np.array([p[0] for p in chunk], np.int64), np.array([p[1] for p in chunk], np.float32),
-                [p[4] for p in chunk],
+                [p[4] for p in chunk], [p[5] for p in chunk],
             )
             out.append({"name": name, "removed": []})
         return out
 
     def _write_segment(
-        self, keys: np.ndarray, vals: np.ndarray, tracks: np.ndarray, durations: np.ndarray, peaks: list[np.ndarray]
+        self, keys: np.ndarray, vals: np.ndarray, tracks: np.ndarray, durations: np.ndarray, peaks: list[np.ndarray],
+        dense: list[np.ndarray],
     ) -> str:
         order = np.argsort(keys, kind="stable")
         peak_starts = np.concatenate([[0], np.cumsum([p.size for p in peaks])]).astype(np.int64)
+        dense_starts = np.concatenate([[0], np.cumsum([d.shape[0] for d in dense])]).astype(np.int64)
         name = f"s{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
         tmp = self._root / "segments" / f".{name}.tmp"
         tmp.mkdir(parents=True)
@@ -685,6 +740,8 @@ class FingerprintIndex:
         _save_array(tmp / "durations.npy", durations.astype(np.float32))
         _save_array(tmp / "peaks.npy", np.concatenate(peaks).astype(np.uint32) if peaks else np.zeros(0, np.uint32))
         _save_array(tmp / "peak_starts.npy", peak_starts)
+        _save_array(tmp / "dense.npy", np.concatenate(dense).astype(np.uint8) if dense else np.zeros((0, DENSE_BYTES), np.uint8))
+        _save_array(tmp / "dense_starts.npy", dense_starts)
         _fsync_dir(tmp)
         os.replace(tmp, self._root / "segments" / name)
         _fsync_dir(self._root / "segments")

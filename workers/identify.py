@@ -213,14 +213,15 @@ def identify_file(path: str | Path, *, settings: Settings, index: FingerprintInd
         from dataclasses import replace
 
         calibration = replace(calibration, accept_confidence=settings.identify.accept_confidence)
-    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=calibration)
+    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                    dense=index.reference_dense, calibration=calibration)
 
 
 def _describe(m: Match, row: tracks_q.TrackRow) -> dict[str, Any]:
     return {
         "track_id": row.id, "title": row.title, "artist": row.artist, "path": row.path,
         "offset": m.offset_s, "score": m.score, "confidence": m.confidence, "speed": m.speed,
-        "verified": m.verified,
+        "verified": m.verified, "dense_verified": m.dense_verified,
     }
 
 
@@ -231,9 +232,9 @@ async def identify_clip(
 
     The public JSON of ``mixwith identify FILE --json``: match and candidates carry
     track_id, title, artist, path, offset (s into the track), score (aligned
-    hashes), confidence (calibrated 0–1), speed (1.03 = played 3 % fast) and
+    hashes), confidence (calibrated 0–1), speed (1.03 = played 3 % fast),
     verified (how far the track's own peaks stand out in the clip, in standard
-    deviations of chance).
+    deviations of chance) and dense_verified (the same for its per-frame band bits).
     """
     index = open_index(settings)
     loop = asyncio.get_running_loop()

@@ -8,9 +8,9 @@ Catalog: dev tracks of at least ``--min-track-s`` seconds from the manifest; a
 seeded ``--holdout`` share is kept out of the index and supplies the
 out-of-catalog queries. Queries (.m4a, AAC 64 kbps) are generated per
 condition by ``bench.identify.degrade``; both systems read the same files.
-The 100 h latency figure pads the index with the dev tracks' peaks mapped to
-speeds 0.80–0.93 and 1.07–1.25 (what resampled copies of the tracks would
-give, outside the ±3.5 % search range), each a distinct track id.
+The 100 h latency figure pads the index with the dev tracks' peaks (and dense
+bits) mapped to speeds 0.80–0.93 and 1.07–1.25 (what resampled copies of the
+tracks would give, outside the ±3.5 % search range), each a distinct track id.
 Results go to ``bench/out/identify/``; the table goes to stdout.
 """
 
@@ -44,6 +44,7 @@ from engine.fingerprint import (
     Calibration,
     Fingerprints,
     candidate_features,
+    dense_filters,
     fingerprint,
     hash_peaks,
     identify,
@@ -200,9 +201,11 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
     """Add speed-mapped copies of the dev fingerprints until the index holds target_hours."""
     have_s = index.stats().audio_s
     factors = [f for pair in zip(np.linspace(0.93, 0.80, 12), np.linspace(1.07, 1.25, 12)) for f in pair]
+    centres = np.argmax(dense_filters(), axis=0).astype(np.float64)  # FFT bin at the peak of each dense band
     k = 0
     while have_s < target_hours * 3600 and k < len(factors):
         s = float(factors[k])
+        src = np.abs(centres[None, :] - centres[:, None] / s).argmin(axis=1)  # the copy's band k <- original's src[k]
         items = []
         for tid, fp in fps.items():
             # the copy played at speed s: peaks at t / s, f * s
@@ -213,8 +216,14 @@ def pad_index(index: FingerprintIndex, fps: dict[int, Fingerprints], *, target_h
             v_frames = np.rint(fp.verify_frames / s).astype(np.int32)
             v_bins = fp.verify_bins * s
             v_keep = v_bins <= REFERENCE_PARAMS.max_hz / BIN_HZ
+            # dense bits of the copy: frame t is the original's t * s, band k holds what the original's
+            # band nearest to its centre / s held
+            n_rows = fp.dense_bits.shape[0]
+            rows = np.minimum(np.rint(np.arange(int(n_rows / s)) * s).astype(np.int64), n_rows - 1)
+            copy_bits = np.packbits(np.unpackbits(fp.dense_bits[rows], axis=1)[:, src], axis=1)
             items.append((PAD_ID_BASE + k * 100_000 + tid, Fingerprints(
-                frames[keep], bins[keep], h, t, fp.duration_s / s, verify_frames=v_frames[v_keep], verify_bins=v_bins[v_keep])))
+                frames[keep], bins[keep], h, t, fp.duration_s / s, verify_frames=v_frames[v_keep],
+                verify_bins=v_bins[v_keep], dense_bits=copy_bits)))
             have_s += fp.duration_s / s
             if have_s >= target_hours * 3600:
                 break
@@ -240,7 +249,8 @@ def evaluate_ours(
         y = load_query(q.path)
         dec_ms = (peer.cpu_seconds() - t_dec) * 1000  # ffmpeg's CPU included, as in the peer's figure
         t0 = time.process_time()  # CPU time: the machine is shared, wall time says more about the load
-        res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=calibration,
+        res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                       dense=index.reference_dense, calibration=calibration,
                        keep_speeds=keep_speeds)
         ms = (time.process_time() - t0) * 1000
         d = per.setdefault(q.condition, new_counts() | {"offset_ok": 0, "wrong_accept": 0, "ms": [], "decode_ms": []})
@@ -318,13 +328,15 @@ def calibrate(index: FingerprintIndex, queries: list[Query], *, max_far: float =
             continue
         y = load_query(q.path)
         fp = fingerprint(y, sr=FP_SR, params=QUERY_PARAMS, with_peak_map=True)
-        cands = match(fp, index.lookup, peaks=index.reference_peaks, verify_top=verify_top, max_candidates=verify_top)
+        cands = match(fp, index.lookup, peaks=index.reference_peaks,
+                      dense=index.reference_dense, verify_top=verify_top, max_candidates=verify_top)
         if not cands:
             per_query.append((q, None, None))
             continue
         feats = candidate_features(np.array([c.score for c in cands], np.float64),
                                    np.array([c.verified for c in cands], np.float64),
-                                   np.array([c.peak_votes for c in cands], np.float64), n_query_hashes=fp.n_hashes)
+                                   np.array([c.peak_votes for c in cands], np.float64),
+                                   np.array([c.dense_verified for c in cands], np.float64), n_query_hashes=fp.n_hashes)
         X = np.column_stack([np.ones(len(cands))] + [feats[name] for name in CALIBRATION_FEATURES])
         X_all.append(X)
         y_all.append(np.array([c.track_id == q.truth for c in cands], np.float64))
@@ -434,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cal = Calibration()
     for q in queries[:5]:  # warm the page cache and code paths
-        identify(load_query(q.path), sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=cal)
+        identify(load_query(q.path), sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                 dense=index.reference_dense, calibration=cal)
     ours = evaluate_ours(index, queries, cal, keep_speeds=args.keep_speeds, shared=shared)
 
     padded: dict[str, dict] = {}
@@ -448,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         big = FingerprintIndex.open(tmp / "padded", max_postings=args.max_postings)
         pad_skipped = big.skipped_share()
         for q in queries[:5]:
-            identify(load_query(q.path), sr=FP_SR, lookup=big.lookup, peaks=big.reference_peaks, calibration=cal)
+            identify(load_query(q.path), sr=FP_SR, lookup=big.lookup, peaks=big.reference_peaks,
+                     dense=big.reference_dense, calibration=cal)
         # the latency target is for 10 s clips: only those run against the padded index
         padded = evaluate_ours(big, [q for q in queries if q.condition.startswith("10s")], cal, keep_speeds=args.keep_speeds,
                                shared=shared)
@@ -517,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     fps_speed = audio_s / fp_secs
     print(f"\nours: index {stats.bytes / 1e6:.1f} MB for {stats.audio_s / 3600:.2f} h = {stats.bytes_per_hour / 1e6:.2f} MB/h "
           f"({stats.n_hashes / stats.audio_s:.0f} hashes/s; of which reference peaks for verification "
-          f"{stats.peak_bytes / (stats.audio_s / 3600) / 1e6:.2f} MB/h); fingerprinting {fps_speed:.0f}× realtime (CPU time, one thread, decoded audio)")
+          f"{stats.peak_bytes / (stats.audio_s / 3600) / 1e6:.2f} MB/h, dense bits "
+          f"{stats.dense_bytes / (stats.audio_s / 3600) / 1e6:.2f} MB/h); fingerprinting {fps_speed:.0f}× realtime "
+          "(CPU time, one thread, decoded audio)")
     dec = [m for o in ours.values() for m in o["decode_ms"]]
     how = ("in this process (engine.audio through PyAV)" if in_process
            else "by an ffmpeg process (engine.audio without PyAV; its CPU included)")
@@ -530,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     results["ours"] = {"index": stats.to_dict(), "fingerprint_x_realtime": fps_speed}
     if pad_stats is not None:
         print(f"ours @ {pad_hours:.0f} h: index {pad_stats.bytes / 1e6:.0f} MB = {pad_stats.bytes_per_hour / 1e6:.2f} MB/h "
-              f"({pad_stats.n_tracks} tracks; padding = dev peaks mapped to speeds 0.80–0.93 and 1.07–1.25); "
+              f"({pad_stats.n_tracks} tracks; padding = dev peaks and dense bits mapped to speeds 0.80–0.93 and 1.07–1.25); "
               f"{pad_skipped:.1%} of its entries are in hashes too common to look up (dev index: {index.skipped_share():.1%})")
         results["padded"] = pad_stats.to_dict()
     if peer_idx is not None:

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append((j, None, _memo(clip, snr_db=5.0, seed=1000 + 10 * j + k, tmp=tmp)))
         rows = []
         for spec, truth, y in cases:
-            res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=cal,
+            res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                           dense=index.reference_dense, calibration=cal,
                            max_candidates=3)
             top = res.candidates[0] if res.candidates else None
             rows.append((spec, truth, top))
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if c is not None and c.confidence >= cal.accept_confidence:
             s, m = specs[j], specs[c.track_id - 1]
             print(f"  accepted: {s.style} {s.bpm:g} BPM {s.key.camelot} as catalog {c.track_id} ({m.style} {m.bpm:g} BPM "
-                  f"{m.key.camelot}), confidence {c.confidence:.3f}, verified {c.verified:.1f}")
+                  f"{m.key.camelot}), confidence {c.confidence:.3f}, verified {c.verified:.1f}, dense {c.dense_verified:.1f}")
     return 0
 
 

@@ -128,7 +128,8 @@ def run_queries(queries: list[ident.Query], *, index: FingerprintIndex, models: 
     for k, q in enumerate(queries):
         y16 = ident.load_query(q.path)
         rec = Record(q.condition, q.truth, q.truth is None and q.source in shared, q.offset_s)
-        res = identify(y16, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks, calibration=Calibration())
+        res = identify(y16, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
+                       dense=index.reference_dense, calibration=Calibration())
         rec.landmark_accepted = res.match.track_id if res.match else None
         for c in res.candidates:
             rec.landmark.setdefault(c.track_id, float(c.confidence))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from engine.fingerprint import (
     Fingerprints,
     Hits,
     candidate_features,
+    dense_bits,
     fingerprint,
     hash_pairs,
     hash_peaks,
@@ -32,6 +33,7 @@ from engine.fingerprint import (
     pair_peaks,
     peak_offsets,
     verify,
+    verify_dense,
 )
 from engine.fpindex import FingerprintIndex
 from engine.synth import TrackSpec, render
@@ -168,7 +170,8 @@ def test_identify_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.
 
 def test_calibration_weighs_every_feature() -> None:
     """Every feature the candidates are described by has a weight, and nothing else is weighed."""
-    feats = candidate_features(np.array([40.0, 6.0]), np.array([9.0, 2.0]), np.array([12.0, 4.0]), n_query_hashes=900)
+    feats = candidate_features(np.array([40.0, 6.0]), np.array([9.0, 2.0]), np.array([12.0, 4.0]), np.array([10.0, 1.0]),
+                               n_query_hashes=900)
     assert tuple(feats) == CALIBRATION_FEATURES
     weights = {f.name[2:] for f in fields(Calibration) if f.name.startswith("w_")}
     assert weights == set(CALIBRATION_FEATURES)
@@ -260,8 +263,6 @@ def _counted_by_hand(track_ids: np.ndarray, ref_frames: np.ndarray, query_index:
 def test_match_scores_equal_a_cell_by_cell_count(seed: int) -> None:
     """Every reported track, offset, score and hit count is what counting the hits by hand gives,
     whichever way the lookup describes its hits (dense track positions, repeat-free or not)."""
-    from dataclasses import replace
-
     gen = np.random.default_rng(seed)
     frames = np.sort(gen.integers(0, 300, 240)).astype(np.int32)
     bins = gen.uniform(5, 249, frames.size).astype(np.float32)
@@ -379,3 +380,64 @@ def test_peak_offsets_finds_the_clip_in_the_whole_track(catalog: dict[int, np.nd
     other = peak_offsets(fp.peak_frames, fp.peak_bins, *index.reference_peaks(13), speed=1.0, n_clip_frames=n)
     assert abs(own.offset_frames - start) <= 1 and own.z > 8.0
     assert other.z < own.z / 2
+
+
+def _dense_z(clip: np.ndarray, index: FingerprintIndex, track_id: int, offset: int, *, speed: float = 1.0) -> float:
+    fp = fingerprint(clip, sr=SR, params=QUERY_PARAMS, with_peak_map=True)
+    first, bits = index.reference_dense(track_id)
+    return verify_dense(dense_bits(fp.spectrum, speed=speed), bits, ref_first_frame=first, offset_frames=offset,
+                        speed=speed).z
+
+
+@pytest.mark.parametrize("snr_db", [5.0, 0.0, -5.0])
+def test_dense_verifier_places_a_room_memo_at_its_offset(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                                         snr_db: float) -> None:
+    """A 5 s phone memo (room, band-pass, crowd noise) agrees with its track's band bits best at its own
+    offset (give or take the frame of tolerance), far above chance; other tracks agree nowhere like that."""
+    rng = np.random.default_rng(3)
+    start = int(9.0 * FRAME_RATE)
+    clip = phone_memo(catalog[12][start * 512 : start * 512 + 5 * SR], sr=SR, snr_db=snr_db, rng=rng)
+    z = {o: _dense_z(clip, index, 12, o) for o in range(start - 60, start + 61, 1)}
+    assert abs(max(z, key=z.get) - start) <= 1 and z[start] > 6.0
+    assert max(_dense_z(clip, index, t, o) for t in (10, 11, 13) for o in range(0, 780, 50)) < z[start] / 1.5
+
+
+def test_dense_verifier_maps_the_bands_under_the_speed(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                                       rng: np.random.Generator) -> None:
+    """A clip played 3 % fast (every frequency 3 % up) verifies under its speed, clearly better than if
+    its bands were read as if played at the original speed."""
+    start = int(9.0 * FRAME_RATE)
+    fast = resample_poly(catalog[13][start * 512 : start * 512 + int(5 * 1.03 * SR)], 100, 103).astype(np.float32)
+    clip = _noisy(fast, snr_db=5.0, rng=rng)
+    right = _dense_z(clip, index, 13, start, speed=1.03)
+    assert right > 6.0 and right > _dense_z(clip, index, 13, start, speed=1.0) + 1.5
+
+
+def test_dense_verifier_rejects_unknown_audio(index: FingerprintIndex, rng: np.random.Generator) -> None:
+    """A track the index does not hold agrees with no indexed track's bits beyond chance, wherever it is put."""
+    clip = _noisy(_track(7, duration_s=12.0)[SR : 6 * SR], snr_db=5.0, rng=rng)
+    for tid in index.tracks():
+        assert max(_dense_z(clip, index, tid, o) for o in range(0, 780, 25)) < 3.5
+
+
+def test_identify_reports_the_dense_verification(catalog: dict[int, np.ndarray], index: FingerprintIndex,
+                                                 rng: np.random.Generator) -> None:
+    """With the index's dense bits the accepted match carries a strong dense verification, and it counts:
+    a calibration that weighs it is more confident in the right track."""
+    clip = _noisy(catalog[14][SR * 12 : SR * 17], snr_db=0.0, rng=rng)
+    res = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks, dense=index.reference_dense)
+    assert res.match is not None and res.match.track_id == 14 and res.match.dense_verified > 5.0
+    assert all(c.dense_verified < 3.5 for c in res.candidates[1:]), res.candidates
+    plain = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks)
+    assert plain.match is not None and plain.match.dense_verified == 0.0
+    # hash score only, far from certain, so the dense feature's weight shows
+    doubtful = Calibration(bias=-6.0, w_score=1.0, w_margin=0.0, w_hashes=0.0, w_verified=0.0, w_verified_margin=0.0,
+                           w_peak_votes=0.0, w_dense=0.0)
+
+    def best(cal: Calibration) -> tuple[int, float]:
+        top = identify(clip, sr=SR, lookup=index.lookup, peaks=index.reference_peaks, dense=index.reference_dense,
+                       calibration=cal).candidates[0]
+        return top.track_id, top.confidence
+
+    (t0, c0), (t1, c1) = best(doubtful), best(replace(doubtful, w_dense=0.5))
+    assert t0 == t1 == 14 and c1 > c0 + 0.2

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.errors import ParameterError
-from engine.fingerprint import Fingerprints, hash_peaks
+from engine.fingerprint import DENSE_BYTES, Fingerprints, hash_peaks
 from engine.fpindex import FingerprintIndex, IndexError_
 
 N_PEAKS = 600
@@ -174,10 +175,10 @@ def test_concurrent_readers_never_see_half_an_index(tmp_path: Path) -> None:
     assert all(len(seen) == 40 for _, seen in results)
 
 
-@pytest.mark.parametrize("old_format", ["mixwith-fpindex-1", "mixwith-fpindex-2"])
+@pytest.mark.parametrize("old_format", ["mixwith-fpindex-1", "mixwith-fpindex-2", "mixwith-fpindex-3"])
 def test_old_format_index_is_refused_with_a_way_out(tmp_path: Path, old_format: str) -> None:
-    """An index of the 8 kHz fingerprinter (format 1) or without reference peaks (2) is refused, telling
-    the user to re-index."""
+    """An index of the 8 kHz fingerprinter (format 1), without reference peaks (2) or without dense bits (3)
+    is refused, telling the user to re-index."""
     root = tmp_path / "ix"
     (root / "versions").mkdir(parents=True)
     (root / "segments").mkdir()
@@ -216,8 +217,6 @@ def test_skipped_share_counts_entries_of_common_hashes(tmp_path: Path) -> None:
 
 def test_answers_do_not_depend_on_the_dense_track_positions(tmp_path: Path) -> None:
     """Matching with the index's dense track positions ranks exactly as matching by sparse track ids."""
-    from dataclasses import replace
-
     from engine.fingerprint import match
 
     idx = FingerprintIndex.open(tmp_path / "ix", create=True)
@@ -315,3 +314,43 @@ def test_reference_peaks_survive_add_remove_compact_and_reopen(tmp_path: Path) -
     expected = fps[3].peak_frames[(fps[3].peak_frames >= 100) & (fps[3].peak_frames < 400)]
     assert np.array_equal(frames, np.sort(expected))
     assert 0 < again.stats().peak_bytes < again.stats().bytes
+
+
+def _with_dense(fp: Fingerprints, seed: int) -> Fingerprints:
+    """The fingerprints with random dense bits, a row per frame of the track."""
+    rows = np.random.default_rng(seed).integers(0, 256, (int(fp.duration_s * 31.25), DENSE_BYTES), dtype=np.uint8)
+    return replace(fp, dense_bits=rows)
+
+
+def test_dense_bits_survive_add_remove_compact_and_reopen(tmp_path: Path) -> None:
+    """Each track's dense bits come back row for row through every index operation; removed tracks' do not,
+    and a window starts where it was asked to (cut where the track ends)."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True, max_segments=2)
+    fps = {i: _with_dense(_fake_fp(i, duration_s=40.0 + i), i) for i in range(1, 6)}
+    for tid, fp in fps.items():  # one segment per add, merged beyond two
+        idx.add(tid, fp)
+    assert all(np.array_equal(idx.reference_dense(tid)[1], fp.dense_bits) for tid, fp in fps.items())
+    idx.remove([2])
+    replaced = _with_dense(_fake_fp(44), 44)
+    idx.add(4, replaced)
+    idx.compact()
+    again = FingerprintIndex.open(tmp_path / "ix")
+    for tid in (1, 3, 5):
+        assert np.array_equal(again.reference_dense(tid)[1], fps[tid].dense_bits)
+    assert np.array_equal(again.reference_dense(4)[1], replaced.dense_bits)
+    assert again.reference_dense(2)[1].shape == (0, DENSE_BYTES) and again.reference_dense(999)[1].size == 0
+    first, rows = again.reference_dense(3, -20, 400)
+    assert first == 0 and np.array_equal(rows, fps[3].dense_bits[:400])
+    n3 = fps[3].dense_bits.shape[0]
+    first, rows = again.reference_dense(3, n3 - 10, n3 + 50)
+    assert first == n3 - 10 and np.array_equal(rows, fps[3].dense_bits[-10:])
+    assert again.stats().dense_bytes >= sum(fps[t].dense_bits.nbytes for t in (1, 3, 5)) + replaced.dense_bits.nbytes
+
+
+def test_dense_bits_of_another_width_are_rejected(tmp_path: Path) -> None:
+    """Dense bits that are not DENSE_BYTES wide (another descriptor) are refused before anything is written."""
+    idx = FingerprintIndex.open(tmp_path / "ix", create=True)
+    fp = _fake_fp(1)
+    with pytest.raises(ParameterError, match="dense_bits"):
+        idx.add(1, replace(fp, dense_bits=np.zeros((100, DENSE_BYTES + 1), np.uint8)))
+    assert len(idx) == 0

@@ -21,7 +21,7 @@ from engine.fingerprint import DEFAULT_CALIBRATION
 from engine.fpindex import FingerprintIndex
 from workers.settings import Settings
 
-MATCH_FIELDS = {"track_id", "title", "artist", "path", "offset", "score", "confidence"}
+MATCH_FIELDS = {"track_id", "title", "artist", "path", "offset", "score", "confidence", "verified", "dense_verified"}
 
 
 @pytest.fixture
