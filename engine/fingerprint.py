@@ -644,7 +644,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
             # each query hash counts at most once per (track, offset): repeated ref entries inflate nothing
             q_bits = int(hits.query_index.max()).bit_length()
             cell = np.sort((key << q_bits) | hits.query_index)
-            key = cell[np.r_[True, cell[1:] != cell[:-1]]] >> q_bits
+            key = cell[_run_starts(cell)] >> q_bits
         else:
             key.sort()
     # a cell scores 2 or more (with its +-1 frame neighbours) only if one of its hits has another hit
@@ -657,9 +657,9 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     key = key[keep]
     if key.size == 0:
         return []
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    starts = np.flatnonzero(_run_starts(key))
     cells = key[starts]
-    n = np.diff(np.r_[starts, key.size])  # aligned count per (track, offset)
+    n = np.diff(starts, append=key.size)  # aligned count per (track, offset)
     # one frame of tolerance: rounding and residual speed error smear the peak
     smooth = n.copy()
     up = cells[1:] == cells[:-1] + 1
@@ -667,10 +667,10 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     smooth[1:] += np.where(up, n[:-1], 0)
     track_of = cells >> o_bits
     # best cell per track: its highest smoothed count, the earliest offset on ties
-    t_starts = np.flatnonzero(np.r_[True, track_of[1:] != track_of[:-1]])
+    t_starts = np.flatnonzero(_run_starts(track_of))
     peak = np.maximum.reduceat(smooth, t_starts)
-    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(np.r_[t_starts, smooth.size])))
-    first = at_peak[np.r_[True, track_of[at_peak][1:] != track_of[at_peak][:-1]]]
+    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(t_starts, append=smooth.size)))
+    first = at_peak[_run_starts(track_of[at_peak])]
     first = first[smooth[first] >= 2]
     first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
     best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
@@ -679,6 +679,15 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
         (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
         for i in best
     ]
+
+
+def _run_starts(a: np.ndarray) -> np.ndarray:
+    """``np.r_[True, a[1:] != a[:-1]]`` for a non-empty 1-D array: where each run of equal values begins
+    (``np.r_`` costs more than the comparison on the small arrays of a query)."""
+    out = np.empty(a.size, dtype=bool)
+    out[0] = True
+    np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
 
 
 PeaksFn = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
