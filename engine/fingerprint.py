@@ -617,11 +617,67 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     """
     if hits.track_ids.size == 0:
         return []
-    if hits.track_index is not None and hits.track_table is not None:
-        slot, tracks = hits.track_index, hits.track_table
-    else:
-        tracks, slot = np.unique(hits.track_ids, return_inverse=True)
+    slot, tracks = _track_slots(hits)
     counts = np.bincount(slot, minlength=tracks.size)
+    aligned = _aligned_cells(hits, q_frames, slot=slot, n_slots=tracks.size)
+    if aligned is None:
+        return []
+    cells, smooth, track_of, o_bits, base = aligned
+    # best cell per track: its highest smoothed count, the earliest offset on ties
+    t_starts = np.flatnonzero(_run_starts(track_of))
+    peak = np.maximum.reduceat(smooth, t_starts)
+    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(t_starts, append=smooth.size)))
+    first = at_peak[_run_starts(track_of[at_peak])]
+    first = first[smooth[first] >= 2]
+    first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
+    best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
+    mask = (1 << o_bits) - 1
+    return [
+        (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
+        for i in best
+    ]
+
+
+def _best_scores(hits: Hits, q_frames: np.ndarray, *, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """For hits of several hash sets looked up at once (``group`` of each hit, ``0 .. n_groups - 1``): each
+    set's best aligned score, as ``_best_offsets(hits of the set, ...)[0][2]`` (0 when it has none).
+
+    One lookup and one pass for all nine speed hypotheses of the pre-check instead of nine small ones,
+    whose fixed costs were most of the pre-check; the offsets of different sets never mix, as those of
+    different tracks do not.
+    """
+    out = np.zeros(n_groups, dtype=np.int64)
+    if hits.track_ids.size == 0:
+        return out
+    slot, tracks = _track_slots(hits)
+    aligned = _aligned_cells(hits, q_frames, slot=group * tracks.size + slot, n_slots=n_groups * tracks.size)
+    if aligned is None:
+        return out
+    _, smooth, slot_of, _, _ = aligned
+    np.maximum.at(out, slot_of // tracks.size, smooth)
+    out[out < 2] = 0  # as _best_offsets: a single hit is no alignment
+    return out
+
+
+def _track_slots(hits: Hits) -> tuple[np.ndarray, np.ndarray]:
+    """Each hit's dense track position and the track ids by position."""
+    if hits.track_index is not None and hits.track_table is not None:
+        return hits.track_index, hits.track_table
+    tracks, slot = np.unique(hits.track_ids, return_inverse=True)
+    return slot, tracks
+
+
+def _aligned_cells(
+    hits: Hits, q_frames: np.ndarray, *, slot: np.ndarray, n_slots: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None:
+    """Every (slot, offset) cell that aligns two or more hits (with its +-1 frame neighbours), in order.
+
+    Returns
+    -------
+    (cells, smooth, slot_of, o_bits, base) or None
+        ``cells`` = ``slot << o_bits | offset + base``, ascending; ``smooth`` the cell's count with its
+        neighbours'; ``slot_of`` = ``cells >> o_bits``. None when no cell aligns two hits.
+    """
     # offset + the clip's last frame: >= 0, as frames are (in place where possible: these are the big arrays)
     base = int(q_frames.max(initial=0))
     rel = (base - q_frames).astype(np.int32)[hits.query_index]
@@ -633,7 +689,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     o_bits = int(rel.max() + 1).bit_length()  # the largest offset + 1 does not carry into the track bits
     # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h. The
     # sort key is (track, offset), so a neighbouring offset of the same track sorts right next to it.
-    if hits.distinct and tracks.size << o_bits < 1 << 31:  # half the bytes to sort
+    if hits.distinct and n_slots << o_bits < 1 << 31:  # half the bytes to sort
         key = slot.astype(np.int32)
         key <<= o_bits
         key |= rel
@@ -656,7 +712,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     keep[:-1] |= near
     key = key[keep]
     if key.size == 0:
-        return []
+        return None
     starts = np.flatnonzero(_run_starts(key))
     cells = key[starts]
     n = np.diff(starts, append=key.size)  # aligned count per (track, offset)
@@ -665,20 +721,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     up = cells[1:] == cells[:-1] + 1
     smooth[:-1] += np.where(up, n[1:], 0)
     smooth[1:] += np.where(up, n[:-1], 0)
-    track_of = cells >> o_bits
-    # best cell per track: its highest smoothed count, the earliest offset on ties
-    t_starts = np.flatnonzero(_run_starts(track_of))
-    peak = np.maximum.reduceat(smooth, t_starts)
-    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(t_starts, append=smooth.size)))
-    first = at_peak[_run_starts(track_of[at_peak])]
-    first = first[smooth[first] >= 2]
-    first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
-    best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
-    mask = (1 << o_bits) - 1
-    return [
-        (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
-        for i in best
-    ]
+    return cells, smooth, cells >> o_bits, o_bits, base
 
 
 def _run_starts(a: np.ndarray) -> np.ndarray:
@@ -961,11 +1004,14 @@ def match(
     chosen = list(dict.fromkeys(speeds))
     if len(chosen) > keep_speeds:
         sub_a, sub_t = anchors[::precheck_share], targets[::precheck_share]
-        pre = []
-        for speed in chosen:
-            hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed)
-            top = _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks) if hashes.size else []
-            pre.append(top[0][2] if top else 0)
+        sets = [hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed) for speed in chosen]
+        sizes = [h.size for h, _ in sets]
+        pre = [0] * len(chosen)
+        if sum(sizes):  # all hypotheses in one lookup
+            hits = lookup(np.concatenate([h for h, _ in sets]))
+            group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
+            q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+            pre = _best_scores(hits, q_frames, group=group, n_groups=len(chosen)).tolist()
         order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
         chosen = [chosen[i] for i in order[:keep_speeds]]
     best: dict[int, tuple[int, int, int, float]] = {}  # track -> (score, offset frames, n_hits, speed)
