@@ -404,9 +404,13 @@ class FingerprintIndex:
             return np.zeros(0, np.int32), np.zeros(0, np.float32)
         seg_i, local = self._live_where[i]
         packed = self._segments[int(seg_i)].track_peaks(int(local))
-        lo, hi = np.searchsorted(packed, np.array([max(start_frame, 0), max(end_frame, 0)], np.uint64) << np.uint64(16))
+        # bounds as uint32 needles (a wider needle makes searchsorted copy the track's peaks to its type);
+        # a bound past the last storable frame is the end
+        lo, hi = (int(np.searchsorted(packed, np.uint32(f << 16))) if 0 < f <= _MAX_FRAME else (0 if f <= 0 else packed.size)
+                  for f in (int(start_frame), int(end_frame)))
         window = np.asarray(packed[lo:hi])
-        return (window >> 16).astype(np.int32), ((window & 0xFFFF) / _BIN_SCALE).astype(np.float32)
+        # 1/64 bin is exact in float32, as the division in double was
+        return (window >> 16).astype(np.int32), (window & 0xFFFF).astype(np.float32) * np.float32(1 / _BIN_SCALE)
 
     def skipped_share(self) -> float:
         """Share of stored entries whose hash has more than ``max_postings`` entries (never looked up).
