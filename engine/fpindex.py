@@ -188,6 +188,13 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def _mapped(path: Path) -> np.ndarray:
+    """A read-only memory map of an ``.npy`` file, as a plain array: slicing an ``np.memmap`` runs
+    Python code for every piece (the subclass's ``__getitem__`` and ``__array_finalize__``), tens of
+    times per query. The view keeps the mapping open."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
 def _run_positions(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
     """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` (``total`` = sum of counts),
     as one cumulative sum of steps: +1 within a run, a jump where the next run begins."""
@@ -352,11 +359,11 @@ class FingerprintIndex:
         d = self._root / "segments" / name
         return _Segment(
             name=name,
-            keys=np.load(d / "keys.npy", mmap_mode="r"),
-            vals=np.load(d / "vals.npy", mmap_mode="r"),
+            keys=_mapped(d / "keys.npy"),
+            vals=_mapped(d / "vals.npy"),
             tracks=np.load(d / "tracks.npy"),
             durations=np.load(d / "durations.npy"),
-            peaks=np.load(d / "peaks.npy", mmap_mode="r"),
+            peaks=_mapped(d / "peaks.npy"),
             peak_starts=np.load(d / "peak_starts.npy"),
         )
 
