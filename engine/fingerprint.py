@@ -924,7 +924,16 @@ def peak_offsets(
         return PeakVotes(offset_frames=0, votes=0, z=0.0)
     # every (clip peak, track peak) pair at once: positions lo[i] .. lo[i] + cnt[i] - 1
     idx = np.arange(total) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
-    off = np.rint(rt_s[idx] - np.repeat(tq, cnt)).astype(np.int64)
+    # rint(t - tq) for an integer t is t + rint(-tq), except where -tq is a half (rint goes to the even
+    # side, which depends on t): integer arithmetic then, unless a clip peak lies that close to a tie
+    neg = -tq
+    whole = np.floor(neg)
+    frac = neg - whole
+    if np.all(np.abs(frac - 0.5) > 1e-6):
+        off = rt_s[idx]
+        off += np.repeat((whole + (frac > 0.5)).astype(np.int32), cnt)
+    else:
+        off = np.rint(rt_s[idx] - np.repeat(tq, cnt)).astype(np.int64)
     omin = int(off.min())
     h = np.bincount(off - omin)
     votes = h.copy()  # one frame of tolerance either way, as in the hash histogram

@@ -379,3 +379,22 @@ def test_peak_offsets_finds_the_clip_in_the_whole_track(catalog: dict[int, np.nd
     other = peak_offsets(fp.peak_frames, fp.peak_bins, *index.reference_peaks(13), speed=1.0, n_clip_frames=n)
     assert abs(own.offset_frames - start) <= 1 and own.z > 8.0
     assert other.z < own.z / 2
+
+
+@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5])
+def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng: np.random.Generator) -> None:
+    """Votes and best offset are those of the definition, pair by pair: each clip peak against each track peak
+    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie)."""
+    q_frames = np.sort(rng.integers(0, 90, 40)).astype(np.int32)
+    q_bins = rng.uniform(20, 60, 40).astype(np.float32)
+    ref_frames = np.sort(rng.integers(0, 900, 600)).astype(np.int32)
+    ref_bins = rng.uniform(20, 60, 600).astype(np.float32)
+    votes: dict[int, int] = {}
+    for tq, qb in zip(q_frames * speed, np.rint(q_bins / speed)):
+        for t, b in zip(ref_frames, np.rint(ref_bins)):
+            if abs(b - qb) <= 1:
+                votes[int(np.rint(t - tq))] = votes.get(int(np.rint(t - tq)), 0) + 1
+    smooth = {o: votes.get(o - 1, 0) + votes.get(o, 0) + votes.get(o + 1, 0) for o in range(min(votes), max(votes) + 1)}
+    best = max(sorted(smooth), key=lambda o: smooth[o])  # the earliest on ties
+    pv = peak_offsets(q_frames, q_bins, ref_frames, ref_bins, speed=speed, n_clip_frames=90)
+    assert (pv.offset_frames, pv.votes) == (best, smooth[best])
