@@ -615,27 +615,41 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     crowded out by long tracks with more chance hits (as a pre-selection of tracks
     by raw hit count would do in a large catalog).
     """
+    return _best_offsets_per_set(hits, q_frames, group=None, n_groups=1, top_tracks=top_tracks)[0]
+
+
+def _best_offsets_per_set(
+    hits: Hits, q_frames: np.ndarray, *, group: np.ndarray | None, n_groups: int, top_tracks: int
+) -> list[list[tuple[int, int, int, int]]]:
+    """``_best_offsets`` of each of several hash sets looked up at once (``group`` of each hit,
+    ``0 .. n_groups - 1``; None: one set): one lookup and one pass for the speed hypotheses
+    instead of one each. The offsets of different sets never mix, as those of different tracks do not."""
+    out: list[list[tuple[int, int, int, int]]] = [[] for _ in range(n_groups)]
     if hits.track_ids.size == 0:
-        return []
+        return out
     slot, tracks = _track_slots(hits)
-    counts = np.bincount(slot, minlength=tracks.size)
-    aligned = _aligned_cells(hits, q_frames, slot=slot, n_slots=tracks.size)
+    if group is not None:
+        slot = group * tracks.size + slot
+    counts = np.bincount(slot, minlength=n_groups * tracks.size)
+    aligned = _aligned_cells(hits, q_frames, slot=slot, n_slots=n_groups * tracks.size)
     if aligned is None:
-        return []
-    cells, smooth, track_of, o_bits, base = aligned
+        return out
+    cells, smooth, slot_of, o_bits, base = aligned
     # best cell per track: its highest smoothed count, the earliest offset on ties
-    t_starts = np.flatnonzero(_run_starts(track_of))
+    t_starts = np.flatnonzero(_run_starts(slot_of))
     peak = np.maximum.reduceat(smooth, t_starts)
     at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(t_starts, append=smooth.size)))
-    first = at_peak[_run_starts(track_of[at_peak])]
+    first = at_peak[_run_starts(slot_of[at_peak])]
     first = first[smooth[first] >= 2]
-    first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
-    best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
+    # per set, most aligned first; ties go to the lower track id
+    set_of, track_of = np.divmod(slot_of[first], tracks.size)
+    order = np.lexsort((tracks[track_of], -smooth[first], set_of))
+    first, set_of, track_of = first[order], set_of[order], track_of[order]
+    keep = np.arange(first.size) - np.searchsorted(set_of, set_of) < top_tracks
     mask = (1 << o_bits) - 1
-    return [
-        (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
-        for i in best
-    ]
+    for i, g, t in zip(first[keep].tolist(), set_of[keep].tolist(), track_of[keep].tolist()):
+        out[g].append((int(tracks[t]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[g * tracks.size + t])))
+    return out
 
 
 def _best_scores(hits: Hits, q_frames: np.ndarray, *, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -1024,15 +1038,18 @@ def match(
         order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
         chosen = [chosen[i] for i in order[:keep_speeds]]
     best: dict[int, tuple[int, int, int, float]] = {}  # track -> (score, offset frames, n_hits, speed)
-    n_q = 0
-    for speed in chosen:
-        hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed)
-        n_q = max(n_q, hashes.size)
-        if hashes.size == 0:
-            continue
-        for track, off, score, n_hits in _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks):
-            if track not in best or score > best[track][0]:
-                best[track] = (score, off, n_hits, speed)
+    sets = [hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed) for speed in chosen]
+    sizes = [h.size for h, _ in sets]
+    n_q = max(sizes)
+    if n_q:  # the kept hypotheses in one lookup too
+        hits = lookup(np.concatenate([h for h, _ in sets]))
+        group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
+        q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+        per_set = _best_offsets_per_set(hits, q_frames, group=group, n_groups=len(chosen), top_tracks=top_tracks)
+        for speed, tops in zip(chosen, per_set):
+            for track, off, score, n_hits in tops:
+                if track not in best or score > best[track][0]:
+                    best[track] = (score, off, n_hits, speed)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     z = np.zeros(len(ranked))
     votes = np.zeros(len(ranked))
