@@ -941,7 +941,9 @@ def peak_offsets(
     if total == 0:
         return PeakVotes(offset_frames=0, votes=0, z=0.0)
     # every (clip peak, track peak) pair at once: positions lo[i] .. lo[i] + cnt[i] - 1
-    idx = np.arange(total) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
+    # int32 and in place: these arrays hold every pair (tens of thousands), half the bytes to move
+    idx = np.repeat((lo - (np.cumsum(cnt) - cnt)).astype(np.int32), cnt)
+    idx += np.arange(total, dtype=np.int32)
     # rint(t - tq) for an integer t is t + rint(-tq), except where -tq is a half (rint goes to the even
     # side, which depends on t): integer arithmetic then, unless a clip peak lies that close to a tie
     neg = -tq
@@ -953,7 +955,8 @@ def peak_offsets(
     else:
         off = np.rint(rt_s[idx] - np.repeat(tq, cnt)).astype(np.int64)
     omin = int(off.min())
-    h = np.bincount(off - omin)
+    off -= omin
+    h = np.bincount(off)
     votes = h.copy()  # one frame of tolerance either way, as in the hash histogram
     votes[1:] += h[:-1]
     votes[:-1] += h[1:]
