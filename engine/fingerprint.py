@@ -851,13 +851,13 @@ def verify(
     speeds = speed * (1.0 + _VERIFY_SUB_SPEED * np.arange(-1, 2))
     t = np.asarray(ref_frames, dtype=np.float64)
     f = np.asarray(ref_bins, dtype=np.float64)
-    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int64)
-    fq = np.minimum(np.rint(f[None, :] * speeds[:, None]).astype(np.int64), n_f - 1)
+    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int32)
+    fq = np.minimum(np.rint(f[None, :] * speeds[:, None]).astype(np.int32), n_f - 1)
     inside = (tq >= 0) & (tq < n_t)
     if t.size:
         inside &= ~_repeats(t, f, shifts, n_f=n_f)[None]
-    # one flat gather (indices built in place); outside the clip it reads cell (0, 0), which is below
-    # the band and always 0
+    # one flat gather (int32 indices built in place: frames and cells stay far below 2**31); outside the
+    # clip it reads cell (0, 0), which is below the band and always 0
     flat = tq
     flat *= n_f
     flat += fq[:, None, :]
