@@ -19,12 +19,17 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import partial
 from math import gcd
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import DecodeError, ParameterError
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +132,25 @@ def load(
             f"file is {size / 1e6:.0f} MB, over the {limits.max_bytes / 1e6:.0f} MB limit"
         )
 
-    declared = _declared_duration(p)
+    # PyAV's open reads the header anyway (and the in-process decoder reuses it): its duration saves
+    # a second parse by mutagen (~0.5 ms of a phone clip's ~10 ms); mutagen where it has none
+    container = _open_pyav(p)
+    try:
+        declared = _container_duration(container)
+        if declared is None:
+            declared = _declared_duration(p)
+        return _load_declared(p, container, declared, sr=sr, size=size, limits=limits, max_seconds=max_seconds,
+                              check_silence=check_silence)
+    finally:
+        if container is not None:
+            container.close()
+
+
+def _load_declared(
+    p: Path, container: InputContainer | None, declared: float | None, *, sr: int, size: int, limits: DecodeLimits,
+    max_seconds: float | None, check_silence: bool,
+) -> np.ndarray:
+    """``load`` once the header's duration (``declared``, None when unknown) is known."""
     if declared is not None and declared > limits.max_duration_s:
         raise DecodeError(
             f"longer than {limits.max_duration_s / 60:.0f} min ({_fmt_duration(declared)})"
@@ -141,7 +164,7 @@ def load(
     if max_seconds is not None and declared is not None:
         read_s = min(read_s, max_seconds + 1.0)
     short = min(declared, read_s) <= IN_PROCESS_MAX_S if declared is not None else size <= IN_PROCESS_MAX_BYTES
-    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s, in_process_first=short)
+    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s, in_process_first=short, container=container)
 
     # NaN/inf from a broken float stream would poison every feature downstream
     if not np.isfinite(y).all():
@@ -178,6 +201,26 @@ def is_silent(y: np.ndarray, *, threshold_rms: float = SILENCE_RMS) -> bool:
     return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) < threshold_rms
 
 
+def _open_pyav(path: Path) -> InputContainer | None:
+    """The file opened by PyAV (header read, streams found), or None when PyAV is not installed or
+    cannot open it (``_decode_pyav`` then opens it again and says why)."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        return av.open(str(path), metadata_errors="replace")
+    except av.error.FFmpegError:
+        return None
+
+
+def _container_duration(container: InputContainer | None) -> float | None:
+    """Duration FFmpeg read from the header of an opened file, if any (agrees with mutagen's to ~60 ms on
+    the dev set's AAC, MP3, Vorbis, Opus and FLAC files)."""
+    duration = getattr(container, "duration", None)
+    return duration / 1e6 if duration else None  # in AV_TIME_BASE (microseconds)
+
+
 def _declared_duration(path: Path) -> float | None:
     """Duration the container's header claims, if mutagen can read it."""
     try:
@@ -192,9 +235,12 @@ def _declared_duration(path: Path) -> float | None:
     return float(length) if length else None
 
 
-def _decode_any(path: Path, *, sr: int, seconds: float, timeout_s: float, in_process_first: bool) -> np.ndarray:
-    """PyAV and the ffmpeg process (in the order asked), then libsndfile; the first decoder's error when all fail."""
-    ffmpegs = [("PyAV", _decode_pyav), ("ffmpeg", _decode_ffmpeg)]
+def _decode_any(
+    path: Path, *, sr: int, seconds: float, timeout_s: float, in_process_first: bool, container: InputContainer | None = None
+) -> np.ndarray:
+    """PyAV (on ``container`` when the file is already open) and the ffmpeg process (in the order asked),
+    then libsndfile; the first decoder's error when all fail."""
+    ffmpegs = [("PyAV", partial(_decode_pyav, container=container)), ("ffmpeg", _decode_ffmpeg)]
     first: DecodeError | None = None
     for name, decode in [*(ffmpegs if in_process_first else ffmpegs[::-1]), ("libsndfile", _decode_sndfile)]:
         try:
@@ -225,8 +271,9 @@ _RESAMPLE_CHUNK = 32768
 _NDARRAY_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"})
 
 
-def _decode_pyav(path: Path, *, sr: int, seconds: float, timeout_s: float) -> np.ndarray:
-    """Decode with FFmpeg's libraries in-process: the first ``seconds`` of the best audio stream.
+def _decode_pyav(path: Path, *, sr: int, seconds: float, timeout_s: float, container: InputContainer | None = None) -> np.ndarray:
+    """Decode with FFmpeg's libraries in-process: the first ``seconds`` of the best audio stream
+    (of ``container``, the file opened by ``_open_pyav``, when given).
 
     Behaves like the ffmpeg command line of :func:`_decode_ffmpeg`: a packet that fails to
     decode is skipped, and the file only counts as corrupt when most packets fail. A read
@@ -239,10 +286,11 @@ def _decode_pyav(path: Path, *, sr: int, seconds: float, timeout_s: float) -> np
         raise _Unavailable("PyAV is not installed") from None
     deadline = time.monotonic() + timeout_s
     want = int(round(seconds * sr))
-    try:
-        container = av.open(str(path), metadata_errors="replace")
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"not audio, or a format we cannot read ({_av_reason(exc)})") from None
+    if container is None:
+        try:
+            container = av.open(str(path), metadata_errors="replace")
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"not audio, or a format we cannot read ({_av_reason(exc)})") from None
     with container:
         stream = container.streams.best("audio")
         if stream is None:
