@@ -557,9 +557,13 @@ def _running_max(x: np.ndarray, size: int, *, axis: int, fill: float) -> np.ndar
     if size <= 1:
         return x
     before = size // 2
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (before, size - 1 - before)
-    m = np.pad(x, pad, constant_values=fill)
+    # padded by hand: np.pad's Python takes longer than the copy on a clip's spectrogram
+    shape = list(x.shape)
+    shape[axis] += size - 1
+    m = np.full(shape, fill, dtype=x.dtype)
+    inner = [slice(None)] * x.ndim
+    inner[axis] = slice(before, before + x.shape[axis])
+    m[tuple(inner)] = x
 
     def part(a: np.ndarray, start: int, length: int) -> np.ndarray:
         index = [slice(None)] * a.ndim
@@ -715,13 +719,83 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     crowded out by long tracks with more chance hits (as a pre-selection of tracks
     by raw hit count would do in a large catalog).
     """
+    return _best_offsets_per_set(hits, q_frames, group=None, n_groups=1, top_tracks=top_tracks)[0]
+
+
+def _best_offsets_per_set(
+    hits: Hits, q_frames: np.ndarray, *, group: np.ndarray | None, n_groups: int, top_tracks: int
+) -> list[list[tuple[int, int, int, int]]]:
+    """``_best_offsets`` of each of several hash sets looked up at once (``group`` of each hit,
+    ``0 .. n_groups - 1``; None: one set): one lookup and one pass for the speed hypotheses
+    instead of one each. The offsets of different sets never mix, as those of different tracks do not."""
+    out: list[list[tuple[int, int, int, int]]] = [[] for _ in range(n_groups)]
     if hits.track_ids.size == 0:
-        return []
+        return out
+    slot, tracks = _track_slots(hits)
+    if group is not None:
+        slot = group * tracks.size + slot
+    counts = np.bincount(slot, minlength=n_groups * tracks.size)
+    aligned = _aligned_cells(hits, q_frames, slot=slot, n_slots=n_groups * tracks.size)
+    if aligned is None:
+        return out
+    cells, smooth, slot_of, o_bits, base = aligned
+    # best cell per track: its highest smoothed count, the earliest offset on ties
+    t_starts = np.flatnonzero(_run_starts(slot_of))
+    peak = np.maximum.reduceat(smooth, t_starts)
+    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(t_starts, append=smooth.size)))
+    first = at_peak[_run_starts(slot_of[at_peak])]
+    first = first[smooth[first] >= 2]
+    # per set, most aligned first; ties go to the lower track id
+    set_of, track_of = np.divmod(slot_of[first], tracks.size)
+    order = np.lexsort((tracks[track_of], -smooth[first], set_of))
+    first, set_of, track_of = first[order], set_of[order], track_of[order]
+    keep = np.arange(first.size) - np.searchsorted(set_of, set_of) < top_tracks
+    mask = (1 << o_bits) - 1
+    for i, g, t in zip(first[keep].tolist(), set_of[keep].tolist(), track_of[keep].tolist()):
+        out[g].append((int(tracks[t]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[g * tracks.size + t])))
+    return out
+
+
+def _best_scores(hits: Hits, q_frames: np.ndarray, *, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """For hits of several hash sets looked up at once (``group`` of each hit, ``0 .. n_groups - 1``): each
+    set's best aligned score, as ``_best_offsets(hits of the set, ...)[0][2]`` (0 when it has none).
+
+    One lookup and one pass for all nine speed hypotheses of the pre-check instead of nine small ones,
+    whose fixed costs were most of the pre-check; the offsets of different sets never mix, as those of
+    different tracks do not.
+    """
+    out = np.zeros(n_groups, dtype=np.int64)
+    if hits.track_ids.size == 0:
+        return out
+    slot, tracks = _track_slots(hits)
+    aligned = _aligned_cells(hits, q_frames, slot=group * tracks.size + slot, n_slots=n_groups * tracks.size)
+    if aligned is None:
+        return out
+    _, smooth, slot_of, _, _ = aligned
+    np.maximum.at(out, slot_of // tracks.size, smooth)
+    out[out < 2] = 0  # as _best_offsets: a single hit is no alignment
+    return out
+
+
+def _track_slots(hits: Hits) -> tuple[np.ndarray, np.ndarray]:
+    """Each hit's dense track position and the track ids by position."""
     if hits.track_index is not None and hits.track_table is not None:
-        slot, tracks = hits.track_index, hits.track_table
-    else:
-        tracks, slot = np.unique(hits.track_ids, return_inverse=True)
-    counts = np.bincount(slot, minlength=tracks.size)
+        return hits.track_index, hits.track_table
+    tracks, slot = np.unique(hits.track_ids, return_inverse=True)
+    return slot, tracks
+
+
+def _aligned_cells(
+    hits: Hits, q_frames: np.ndarray, *, slot: np.ndarray, n_slots: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int] | None:
+    """Every (slot, offset) cell that aligns two or more hits (with its +-1 frame neighbours), in order.
+
+    Returns
+    -------
+    (cells, smooth, slot_of, o_bits, base) or None
+        ``cells`` = ``slot << o_bits | offset + base``, ascending; ``smooth`` the cell's count with its
+        neighbours'; ``slot_of`` = ``cells >> o_bits``. None when no cell aligns two hits.
+    """
     # offset + the clip's last frame: >= 0, as frames are (in place where possible: these are the big arrays)
     base = int(q_frames.max(initial=0))
     rel = (base - q_frames).astype(np.int32)[hits.query_index]
@@ -733,7 +807,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     o_bits = int(rel.max() + 1).bit_length()  # the largest offset + 1 does not carry into the track bits
     # sorts and run-length passes only: hash-based np.unique and lexsort cost 3x more at 100 h. The
     # sort key is (track, offset), so a neighbouring offset of the same track sorts right next to it.
-    if hits.distinct and tracks.size << o_bits < 1 << 31:  # half the bytes to sort
+    if hits.distinct and n_slots << o_bits < 1 << 31:  # half the bytes to sort
         key = slot.astype(np.int32)
         key <<= o_bits
         key |= rel
@@ -744,7 +818,7 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
             # each query hash counts at most once per (track, offset): repeated ref entries inflate nothing
             q_bits = int(hits.query_index.max()).bit_length()
             cell = np.sort((key << q_bits) | hits.query_index)
-            key = cell[np.r_[True, cell[1:] != cell[:-1]]] >> q_bits
+            key = cell[_run_starts(cell)] >> q_bits
         else:
             key.sort()
     # a cell scores 2 or more (with its +-1 frame neighbours) only if one of its hits has another hit
@@ -756,29 +830,25 @@ def _best_offsets(hits: Hits, q_frames: np.ndarray, *, top_tracks: int) -> list[
     keep[:-1] |= near
     key = key[keep]
     if key.size == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        return None
+    starts = np.flatnonzero(_run_starts(key))
     cells = key[starts]
-    n = np.diff(np.r_[starts, key.size])  # aligned count per (track, offset)
+    n = np.diff(starts, append=key.size)  # aligned count per (track, offset)
     # one frame of tolerance: rounding and residual speed error smear the peak
     smooth = n.copy()
     up = cells[1:] == cells[:-1] + 1
     smooth[:-1] += np.where(up, n[1:], 0)
     smooth[1:] += np.where(up, n[:-1], 0)
-    track_of = cells >> o_bits
-    # best cell per track: its highest smoothed count, the earliest offset on ties
-    t_starts = np.flatnonzero(np.r_[True, track_of[1:] != track_of[:-1]])
-    peak = np.maximum.reduceat(smooth, t_starts)
-    at_peak = np.flatnonzero(smooth == np.repeat(peak, np.diff(np.r_[t_starts, smooth.size])))
-    first = at_peak[np.r_[True, track_of[at_peak][1:] != track_of[at_peak][:-1]]]
-    first = first[smooth[first] >= 2]
-    first = first[np.argsort(tracks[track_of[first]], kind="stable")]  # ties go to the lower track id
-    best = first[np.argsort(-smooth[first], kind="stable")[:top_tracks]]
-    mask = (1 << o_bits) - 1
-    return [
-        (int(tracks[track_of[i]]), int(cells[i] & mask) - base, int(smooth[i]), int(counts[track_of[i]]))
-        for i in best
-    ]
+    return cells, smooth, cells >> o_bits, o_bits, base
+
+
+def _run_starts(a: np.ndarray) -> np.ndarray:
+    """``np.r_[True, a[1:] != a[:-1]]`` for a non-empty 1-D array: where each run of equal values begins
+    (``np.r_`` costs more than the comparison on the small arrays of a query)."""
+    out = np.empty(a.size, dtype=bool)
+    out[0] = True
+    np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
 
 
 PeaksFn = Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]
@@ -837,17 +907,16 @@ def _repeats(t: np.ndarray, f: np.ndarray, shifts: np.ndarray, *, n_f: int) -> n
     level of the true alignment.
     """
     ti, fi = np.rint(t).astype(np.int64), np.clip(np.rint(f).astype(np.int64), 0, n_f - 1)
-    t0 = int(ti.min())
-    grid = np.zeros((int(ti.max()) - t0 + 1, n_f), dtype=bool)
-    grid[ti - t0, fi] = True
-    # widen by a frame and a bin with slice ORs (a 3x3 maximum_filter costs 10x more here)
-    grid[1:] |= grid[:-1].copy()
-    grid[:-1] |= grid[1:].copy()
-    grid[:, 1:] |= grid[:, :-1].copy()
-    grid[:, :-1] |= grid[:, 1:].copy()
+    t0 = int(ti.min()) - 1  # a guard row either side, so the widening needs no bounds
+    n_rows = int(ti.max()) - t0 + 2
+    # each peak marks its 3x3 cells (bins clipped to the grid) in a flat grid: a few thousand writes
+    # instead of four passes over the whole grid (a 3x3 maximum_filter costs 10x more still)
+    grid = np.zeros(n_rows * n_f, dtype=bool)
+    cols = np.stack([np.maximum(fi - 1, 0), fi, np.minimum(fi + 1, n_f - 1)])
+    grid[((ti - t0) * n_f + np.array([-n_f, 0, n_f])[:, None, None] + cols[None]).ravel()] = True
     src = ti[None, :] - shifts[:, None] - t0
-    ok = (shifts[:, None] != 0) & (src >= 0) & (src < grid.shape[0])
-    return ok & grid[np.where(ok, src, 0), fi[None, :]]
+    ok = (shifts[:, None] != 0) & (src >= 1) & (src <= n_rows - 2)
+    return ok & grid[np.where(ok, src * n_f + fi[None, :], 0)]
 
 
 def verify(
@@ -887,13 +956,18 @@ def verify(
     speeds = speed * (1.0 + _VERIFY_SUB_SPEED * np.arange(-1, 2))
     t = np.asarray(ref_frames, dtype=np.float64)
     f = np.asarray(ref_bins, dtype=np.float64)
-    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int64)
-    fq = np.minimum(np.rint(f[None, None, :] * speeds[:, None, None]).astype(np.int64), n_f - 1)
+    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int32)
+    fq = np.minimum(np.rint(f[None, :] * speeds[:, None]).astype(np.int32), n_f - 1)
     inside = (tq >= 0) & (tq < n_t)
     if t.size:
         inside &= ~_repeats(t, f, shifts, n_f=n_f)[None]
-    # one flat gather; outside the clip it reads cell (0, 0), which is below the band and always 0
-    on = np.ravel(peak_map)[np.where(inside, tq * n_f + fq, 0)]
+    # one flat gather (int32 indices built in place: frames and cells stay far below 2**31); outside the
+    # clip it reads cell (0, 0), which is below the band and always 0
+    flat = tq
+    flat *= n_f
+    flat += fq[:, None, :]
+    flat *= inside
+    on = np.ravel(peak_map).take(flat)
     n_in = inside.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_in >= _VERIFY_MIN_PEAKS, on.sum(axis=2) / n_in, -1.0)
@@ -1025,10 +1099,22 @@ def peak_offsets(
     if total == 0:
         return PeakVotes(offset_frames=0, votes=0, z=0.0)
     # every (clip peak, track peak) pair at once: positions lo[i] .. lo[i] + cnt[i] - 1
-    idx = np.arange(total) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
-    off = np.rint(rt_s[idx] - np.repeat(tq, cnt)).astype(np.int64)
+    # int32 and in place: these arrays hold every pair (tens of thousands), half the bytes to move
+    idx = np.repeat((lo - (np.cumsum(cnt) - cnt)).astype(np.int32), cnt)
+    idx += np.arange(total, dtype=np.int32)
+    # rint(t - tq) for an integer t is t + rint(-tq), except where -tq is a half (rint goes to the even
+    # side, which depends on t): integer arithmetic then, unless a clip peak lies that close to a tie
+    neg = -tq
+    whole = np.floor(neg)
+    frac = neg - whole
+    if np.all(np.abs(frac - 0.5) > 1e-6):
+        off = rt_s[idx]
+        off += np.repeat((whole + (frac > 0.5)).astype(np.int32), cnt)
+    else:
+        off = np.rint(rt_s[idx] - np.repeat(tq, cnt)).astype(np.int64)
     omin = int(off.min())
-    h = np.bincount(off - omin)
+    off -= omin
+    h = np.bincount(off)
     votes = h.copy()  # one frame of tolerance either way, as in the hash histogram
     votes[1:] += h[:-1]
     votes[:-1] += h[1:]
@@ -1111,23 +1197,29 @@ def match(
     chosen = list(dict.fromkeys(speeds))
     if len(chosen) > keep_speeds:
         sub_a, sub_t = anchors[::precheck_share], targets[::precheck_share]
-        pre = []
-        for speed in chosen:
-            hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed)
-            top = _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks) if hashes.size else []
-            pre.append(top[0][2] if top else 0)
+        sets = [hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed) for speed in chosen]
+        sizes = [h.size for h, _ in sets]
+        pre = [0] * len(chosen)
+        if sum(sizes):  # all hypotheses in one lookup
+            hits = lookup(np.concatenate([h for h, _ in sets]))
+            group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
+            q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+            pre = _best_scores(hits, q_frames, group=group, n_groups=len(chosen)).tolist()
         order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
         chosen = [chosen[i] for i in order[:keep_speeds]]
     best: dict[int, tuple[int, int, int, float]] = {}  # track -> (score, offset frames, n_hits, speed)
-    n_q = 0
-    for speed in chosen:
-        hashes, q_frames = hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed)
-        n_q = max(n_q, hashes.size)
-        if hashes.size == 0:
-            continue
-        for track, off, score, n_hits in _best_offsets(lookup(hashes), q_frames.astype(np.int64), top_tracks=top_tracks):
-            if track not in best or score > best[track][0]:
-                best[track] = (score, off, n_hits, speed)
+    sets = [hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed) for speed in chosen]
+    sizes = [h.size for h, _ in sets]
+    n_q = max(sizes)
+    if n_q:  # the kept hypotheses in one lookup too
+        hits = lookup(np.concatenate([h for h, _ in sets]))
+        group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
+        q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+        per_set = _best_offsets_per_set(hits, q_frames, group=group, n_groups=len(chosen), top_tracks=top_tracks)
+        for speed, tops in zip(chosen, per_set):
+            for track, off, score, n_hits in tops:
+                if track not in best or score > best[track][0]:
+                    best[track] = (score, off, n_hits, speed)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     z = np.zeros(len(ranked))
     votes = np.zeros(len(ranked))

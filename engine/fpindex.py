@@ -217,6 +217,13 @@ def _save_array(path: Path, arr: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def _mapped(path: Path) -> np.ndarray:
+    """A read-only memory map of an ``.npy`` file, as a plain array: slicing an ``np.memmap`` runs
+    Python code for every piece (the subclass's ``__getitem__`` and ``__array_finalize__``), tens of
+    times per query. The view keeps the mapping open."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
 def _run_positions(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
     """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` (``total`` = sum of counts),
     as one cumulative sum of steps: +1 within a run, a jump where the next run begins."""
@@ -381,13 +388,13 @@ class FingerprintIndex:
         d = self._root / "segments" / name
         return _Segment(
             name=name,
-            keys=np.load(d / "keys.npy", mmap_mode="r"),
-            vals=np.load(d / "vals.npy", mmap_mode="r"),
+            keys=_mapped(d / "keys.npy"),
+            vals=_mapped(d / "vals.npy"),
             tracks=np.load(d / "tracks.npy"),
             durations=np.load(d / "durations.npy"),
-            peaks=np.load(d / "peaks.npy", mmap_mode="r"),
+            peaks=_mapped(d / "peaks.npy"),
             peak_starts=np.load(d / "peak_starts.npy"),
-            dense=np.load(d / "dense.npy", mmap_mode="r"),
+            dense=_mapped(d / "dense.npy"),
             dense_starts=np.load(d / "dense_starts.npy"),
         )
 
@@ -436,9 +443,13 @@ class FingerprintIndex:
             return np.zeros(0, np.int32), np.zeros(0, np.float32)
         seg_i, local = self._live_where[i]
         packed = self._segments[int(seg_i)].track_peaks(int(local))
-        lo, hi = np.searchsorted(packed, np.array([max(start_frame, 0), max(end_frame, 0)], np.uint64) << np.uint64(16))
+        # bounds as uint32 needles (a wider needle makes searchsorted copy the track's peaks to its type);
+        # a bound past the last storable frame is the end
+        lo, hi = (int(np.searchsorted(packed, np.uint32(f << 16))) if 0 < f <= _MAX_FRAME else (0 if f <= 0 else packed.size)
+                  for f in (int(start_frame), int(end_frame)))
         window = np.asarray(packed[lo:hi])
-        return (window >> 16).astype(np.int32), ((window & 0xFFFF) / _BIN_SCALE).astype(np.float32)
+        # 1/64 bin is exact in float32, as the division in double was
+        return (window >> 16).astype(np.int32), (window & 0xFFFF).astype(np.float32) * np.float32(1 / _BIN_SCALE)
 
     def reference_dense(self, track_id: int, start_frame: int = 0, end_frame: int = 1 << 16) -> tuple[int, np.ndarray]:
         """A live track's dense bits for frames ``[start_frame, end_frame)`` (``engine.fingerprint.DenseFn``).
@@ -531,9 +542,12 @@ class FingerprintIndex:
             ``max_postings`` entries are left out.
         """
         q_raw = np.asarray(hashes, dtype=np.uint32)
-        # sorted needles walk the mapped keys in order: far fewer page and cache misses
-        q_order = np.argsort(q_raw, kind="stable")
-        q = q_raw[q_order]
+        # sorted needles walk the mapped keys in order: far fewer page and cache misses. Sorting
+        # (hash << 32 | position) gives the stable argsort's order at a tenth of its CPU (0.4 ms for
+        # the 13 000 hashes of a 10 s clip's three speeds)
+        packed = np.sort((q_raw.astype(np.int64) << 32) | np.arange(q_raw.size, dtype=np.int64))
+        q_order = packed & 0xFFFFFFFF
+        q = (packed >> 32).astype(np.uint32)
         parts_t, parts_f, parts_q = [], [], []
         ranges = []
         total_counts = np.zeros(q.size, np.int64)

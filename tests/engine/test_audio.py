@@ -253,3 +253,14 @@ def test_long_file_without_ffmpeg_is_decoded_in_process(tmp_path: Path, monkeypa
     monkeypatch.setenv("PATH", "")
     y = load(path, sr=SR)
     assert abs(len(y) / SR - 45.0) < 0.1
+
+
+def test_header_duration_comes_from_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With PyAV the header's duration is FFmpeg's: a truncated file is reported even without mutagen."""
+    pytest.importorskip("av")
+    full = _encode(tmp_path, "full.mp3", _tone(12.0), args=("-b:a", "128k"))
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    monkeypatch.setitem(sys.modules, "mutagen", None)
+    with pytest.raises(DecodeError, match=r"truncated: the header says 0:12"):
+        load(cut, sr=SR)

@@ -441,3 +441,21 @@ def test_identify_reports_the_dense_verification(catalog: dict[int, np.ndarray],
 
     (t0, c0), (t1, c1) = best(doubtful), best(replace(doubtful, w_dense=0.5))
     assert t0 == t1 == 14 and c1 > c0 + 0.2
+
+@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5])
+def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng: np.random.Generator) -> None:
+    """Votes and best offset are those of the definition, pair by pair: each clip peak against each track peak
+    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie)."""
+    q_frames = np.sort(rng.integers(0, 90, 40)).astype(np.int32)
+    q_bins = rng.uniform(20, 60, 40).astype(np.float32)
+    ref_frames = np.sort(rng.integers(0, 900, 600)).astype(np.int32)
+    ref_bins = rng.uniform(20, 60, 600).astype(np.float32)
+    votes: dict[int, int] = {}
+    for tq, qb in zip(q_frames * speed, np.rint(q_bins / speed)):
+        for t, b in zip(ref_frames, np.rint(ref_bins)):
+            if abs(b - qb) <= 1:
+                votes[int(np.rint(t - tq))] = votes.get(int(np.rint(t - tq)), 0) + 1
+    smooth = {o: votes.get(o - 1, 0) + votes.get(o, 0) + votes.get(o + 1, 0) for o in range(min(votes), max(votes) + 1)}
+    best = max(sorted(smooth), key=lambda o: smooth[o])  # the earliest on ties
+    pv = peak_offsets(q_frames, q_bins, ref_frames, ref_bins, speed=speed, n_clip_frames=90)
+    assert (pv.offset_frames, pv.votes) == (best, smooth[best])
