@@ -535,6 +535,9 @@ def train() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Initial weights and every batch.")
 @click.option("--split-seed", default=None, type=int,
               help="Seed of the held-out split (recorded in the sidecar; the bench queries it) [default: --seed].")
+@click.option("--extra-manifest", "extra_manifests", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Training-only tracks (same format; package = group), never held out. Repeatable.")
 @click.option("--group-weight", default=0.3, show_default=True, type=click.FloatRange(0, 10),
               help="Weight of same-group (package/album) positives in the loss; 0 = tracks only.")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
@@ -547,8 +550,8 @@ def train() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_user_errors
 def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int, split_seed: int | None,
-                       group_weight: float, holdout: float, version: str | None, out: Path | None, resume: bool,
-                       activate: bool, as_json: bool) -> None:
+                       extra_manifests: tuple[Path, ...], group_weight: float, holdout: float, version: str | None,
+                       out: Path | None, resume: bool, activate: bool, as_json: bool) -> None:
     """Self-supervised training of the sounds-like CNN (two windows of one track are positives)."""
     settings = _load_settings()
     from engine.embed.train import TrainConfig
@@ -575,7 +578,8 @@ def train_embedder_cmd(manifest: Path | None, steps: int, batch: int, seed: int,
     path, meta = train_from_manifest(
         source if isinstance(source, list) else str(source), cache_dir=settings.home / "cache" / "audio16k",
         out_path=out, version=version, config=TrainConfig(steps=steps, batch_tracks=batch, seed=seed,
-                                                       split_seed=split_seed, group_weight=group_weight),
+                                                       split_seed=split_seed, group_weight=group_weight,
+                                                       extra_manifests=tuple(str(m) for m in extra_manifests)),
         device=settings.embed.device, threads=settings.embed.threads or None, holdout_fraction=holdout,
         checkpoint_path=ckpt, command=command, limits=settings.audio.limits,
     )

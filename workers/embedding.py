@@ -206,7 +206,10 @@ def train_from_manifest(
 
     Returns the weights path and the sidecar written beside it (version,
     command, held-out split seed and ids, training history, final validation metric).
-    The held-out tracks are ``holdout_split(..., seed=config.holdout_seed)``.
+    The held-out tracks are ``holdout_split(..., seed=config.holdout_seed)`` of
+    ``manifest`` alone. Tracks of ``config.extra_manifests`` only join the training
+    part, grouped by their package: the held-out split, and so every evaluation
+    on it, is the same with or without them.
     """
     import time
 
@@ -223,17 +226,26 @@ def train_from_manifest(
         configure_cpu_threads(threads)
     ds = load_devset(manifest, cache_dir=cache_dir, sr=SAMPLE_RATE, holdout_fraction=holdout_fraction,
                      seed=config.holdout_seed, limits=limits)
+    extras = [load_devset(m, cache_dir=cache_dir, sr=SAMPLE_RATE, holdout_fraction=0.0, limits=limits)
+              for m in config.extra_manifests]
+    _check_extra_ids(ds, extras)
     genres = sorted({g for g in ds.genres if g})
     # A supervised head needs at least two classes to learn anything.
     label_of = {g: i for i, g in enumerate(genres)} if len(genres) >= 2 else {}
     train_idx, val_idx = ds.indices(held_out=False), ds.indices(held_out=True)
-    # Groups (package / album) come from the training split only: held-out tracks stay unseen.
-    group_of = {g: i for i, g in enumerate(sorted({ds.entries[i].package for i in train_idx}))}
+    extra_rows = [(x, i) for x in extras for i in range(len(x.entries))]
+    # Groups (package / album) come from the training tracks only: held-out tracks stay unseen.
+    group_of = {g: i for i, g in enumerate(sorted({ds.entries[i].package for i in train_idx}
+                                                  | {x.entries[i].package for x, i in extra_rows}))}
     tracks = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i], label=label_of.get(ds.genres[i] or ""),
                          group=group_of[ds.entries[i].package]) for i in train_idx]
+    # No genre label on extra tracks: their tags mostly restate the package (already the group)
+    # and would switch on the supervised head the main set alone may not have.
+    tracks += [TrainTrack(clean=x.clean[i], codec=x.codec[i], group=group_of[x.entries[i].package])
+               for x, i in extra_rows]
     val = [TrainTrack(clean=ds.clean[i], codec=ds.codec[i]) for i in val_idx]
-    logger.info("training on %d tracks (%.1f h), %d held out, %d genre classes", len(tracks),
-                sum(len(t.clean) for t in tracks) / SAMPLE_RATE / 3600, len(val), len(label_of))
+    logger.info("training on %d tracks (%d extra; %.1f h), %d held out, %d genre classes", len(tracks),
+                len(extra_rows), sum(len(t.clean) for t in tracks) / SAMPLE_RATE / 3600, len(val), len(label_of))
     t0 = time.perf_counter()
     result = train_embedder(tracks, config=config, val=val, device=dev, checkpoint_path=checkpoint_path)
     extra = {
@@ -242,7 +254,8 @@ def train_from_manifest(
         "trained_on": {"manifest": str(manifest) if not isinstance(manifest, list) else "catalog", "tracks": len(tracks),
                        "split_seed": config.holdout_seed, "holdout_fraction": holdout_fraction,
                        "held_out_ids": sorted(ds.entries[i].track_id for i in val_idx),
-                       "genres": genres if label_of else []},
+                       "genres": genres if label_of else [],
+                       "extra": [_extra_description(m, x, sr=SAMPLE_RATE) for m, x in zip(config.extra_manifests, extras)]},
         "parameters": count_parameters(result.model),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "device": dev.type,
@@ -254,6 +267,26 @@ def train_from_manifest(
     from engine.embed.model import read_sidecar
 
     return path, read_sidecar(path)
+
+
+def _check_extra_ids(main: DevSet, extras: list[DevSet]) -> None:
+    """Refuse extra tracks whose id repeats one already loaded: held-out ids must name one track each."""
+    seen = {e.track_id for e in main.entries}
+    for x in extras:
+        clash = sorted(seen & {e.track_id for e in x.entries})
+        if clash:
+            raise ParameterError(f"extra manifest ids repeat earlier ones (e.g. {', '.join(clash[:3])})")
+        seen |= {e.track_id for e in x.entries}
+
+
+def _extra_description(manifest: str, x: DevSet, *, sr: int) -> dict:
+    """What a training-only manifest contributed: its path and content hash, and tracks per package."""
+    packages: dict[str, int] = {}
+    for e in x.entries:
+        packages[e.package] = packages.get(e.package, 0) + 1
+    return {"manifest": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
+            "tracks": len(x.entries), "seconds": round(sum(len(y) for y in x.clean) / sr, 1),
+            "packages": dict(sorted(packages.items()))}
 
 
 def weights_held_out(meta: dict, ids: list[str], groups: list[str], *,
@@ -551,8 +584,11 @@ async def record_embedder(pool, *, path: str | os.PathLike[str], meta: dict, act
     """Record trained weights in ``model_versions`` (kind ``embedder``) with their metrics."""
     from db.queries import models as models_q
 
+    trained_on = meta.get("trained_on", {})
+    # the training set in brief (the held-out ids stay in the sidecar): which manifests, which split
+    training_set = {k: trained_on[k] for k in ("manifest", "tracks", "split_seed", "extra") if k in trained_on}
     metrics = {"val": meta.get("val"), "train_seconds": meta.get("train_seconds"),
-               "parameters": meta.get("parameters"), "command": meta.get("command")}
+               "parameters": meta.get("parameters"), "command": meta.get("command"), "training_set": training_set}
     async with pool.acquire() as conn:
         await models_q.register(conn, kind="embedder", version=str(meta["version"]),
                                 artifact_path=str(Path(path).resolve()), metrics=metrics, activate=activate)

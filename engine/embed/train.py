@@ -69,7 +69,9 @@ class TrainConfig:
     ``split_seed`` picks the held-out tracks (:func:`holdout_split`, applied by the
     caller that decodes); ``None`` means ``seed``, the coupling every run before it
     had, so the default split is unchanged. It lives here so a checkpoint of one
-    split refuses to resume on another.
+    split refuses to resume on another. ``extra_manifests`` names training-only
+    material the caller adds (never held out, never evaluated); here for the same
+    reason: a checkpoint made with other extra tracks refuses to resume.
     """
 
     steps: int = 900  # what the shipped weights used (dev set, batch 32)
@@ -80,6 +82,7 @@ class TrainConfig:
     temperature: float = 0.1
     seed: int = 0
     split_seed: int | None = None  # held-out split; None = seed
+    extra_manifests: tuple[str, ...] = ()  # training-only manifests the caller decodes and adds
     p_codec: float = 0.5
     max_speed_change: float = 0.03
     supervised_weight: float = 0.5
@@ -271,8 +274,9 @@ def train_embedder(
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        # checkpoints from before split_seed existed were made on the seed's own split (None)
-        stored = {"split_seed": None} | state["train_config"]
+        # checkpoints from before split_seed / extra_manifests existed: their own split, no extras
+        stored = {"split_seed": None, "extra_manifests": ()} | state["train_config"]
+        stored["extra_manifests"] = tuple(stored["extra_manifests"])
         if state["model_config"] != _config_dict(model_config) or stored != asdict(config):
             raise ParameterError(f"checkpoint {ckpt} was made with different settings; delete it to start over")
         model.load_state_dict(state["model"])

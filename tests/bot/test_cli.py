@@ -57,6 +57,24 @@ def test_training_refuses_to_overwrite_a_version(env: dict[str, str], tmp_path: 
     assert taken.read_bytes() == b"weights"
 
 
+def test_training_with_an_extra_manifest_records_it(pool, env: dict[str, str], tmp_path: Path, write_track) -> None:
+    """`--extra-manifest` (repeatable) trains on those tracks too and names them in the weights' sidecar."""
+    def manifest(name: str, package: str, n: int) -> Path:
+        rows = [f"{name}{i}\t{write_track(f'{name}{i}.wav', bpm=120 + 3 * i, key=Key(i, 'minor'), seed=i, duration_s=6.0)}"
+                f"\t{package}\t6" for i in range(n)]
+        path = tmp_path / f"{name}.tsv"
+        path.write_text("\n".join(rows) + "\n")
+        return path
+
+    main, extra = manifest("d", "pkg-a", 3), manifest("x", "pkg-x", 2)
+    out = _run(env, "train", "embedder", "--manifest", str(main), "--extra-manifest", str(extra), "--steps", "1",
+               "--batch", "2", "--holdout", "0.34", "--version", "tiny", "--json")
+    sidecar = json.loads(Path(out["weights"] + ".json").read_text())
+    assert sidecar["trained_on"]["tracks"] == 2 + 2 and sidecar["trained_on"]["held_out_ids"][0].startswith("d")
+    assert [x["manifest"] for x in sidecar["trained_on"]["extra"]] == [str(extra)]
+    assert sidecar["train_config"]["extra_manifests"] == [str(extra)]
+
+
 def test_catalog_add_then_recommend_json_contract(pool, env: dict[str, str], tmp_path: Path, write_track) -> None:
     """After `catalog add`, `recommend --json` returns the query analysis and ranked results with reasons."""
     lib = tmp_path / "lib"

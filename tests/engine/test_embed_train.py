@@ -122,18 +122,26 @@ def test_split_seed_defaults_to_the_training_seed():
 
 
 def test_checkpoint_of_another_split_is_refused(tracks, tmp_path):
-    """A run checkpointed on one held-out split does not resume on another; old checkpoints still resume."""
+    """A run checkpointed on one held-out split (or extra tracks) does not resume on another; old checkpoints do."""
     ckpt = tmp_path / "ckpt.pt"
     train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, split_seed=1), model_config=TINY,
                    checkpoint_path=ckpt)
     with pytest.raises(ParameterError, match="different settings"):
         train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, split_seed=2), model_config=TINY,
                        checkpoint_path=ckpt)
+    extra = tmp_path / "extra.pt"
+    train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, extra_manifests=("x.tsv",)), model_config=TINY,
+                   checkpoint_path=extra)
+    with pytest.raises(ParameterError, match="different settings"):
+        train_embedder(tracks, config=_config(steps=2, checkpoint_every=1), model_config=TINY, checkpoint_path=extra)
+    # the same extra tracks resume
+    train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, extra_manifests=("x.tsv",)), model_config=TINY,
+                   checkpoint_path=extra)
     old = tmp_path / "old.pt"
     train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, log_every=1), model_config=TINY,
                    checkpoint_path=old)
     state = torch.load(old, weights_only=True)
-    del state["train_config"]["split_seed"]  # as written before the field existed
+    del state["train_config"]["split_seed"], state["train_config"]["extra_manifests"]  # as before the fields existed
     torch.save(state, old)
     res = train_embedder(tracks, config=_config(steps=2, checkpoint_every=1, log_every=1), model_config=TINY,
                          checkpoint_path=old)

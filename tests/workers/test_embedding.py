@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -115,6 +116,65 @@ def test_training_records_its_split_and_the_bench_queries_it(tmp_path):
     assert weights_held_out(meta, ids, groups, split_seed=other) == (other, split[other])
     with pytest.raises(ParameterError, match="trained on"):
         weights_held_out(meta, ids, groups, split_seed=0)
+
+
+def _manifest(tmp_path: Path, name: str, groups: tuple[str, ...], *, per_group: int, base_freq: float) -> Path:
+    rows = []
+    for gi, g in enumerate(groups):
+        for i in range(per_group):
+            freq = base_freq * (1 + gi) + 37.0 * i
+            rows.append(f"{name}{gi}{i}\t{_tone_file(tmp_path / f'{name}-{g}-{i}.wav', freq=freq, seconds=5.5)}\t{g}\t5.5")
+    path = tmp_path / f"{name}.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_extra_manifest_tracks_are_trained_on_never_held_out(tmp_path, monkeypatch):
+    """Extra tracks join training with their package as group; the held-out split is the same without them."""
+    import engine.embed.train as train_mod
+
+    main = _manifest(tmp_path, "d", ("pkg-a", "pkg-b"), per_group=5, base_freq=110.0)
+    extra = _manifest(tmp_path, "x", ("pkg-x",), per_group=3, base_freq=900.0)
+    seen: dict[str, tuple] = {}
+    real_train = train_mod.train_embedder
+
+    def spy(tracks, *, config, val, **kw):
+        seen[config.extra_manifests and "extra" or "plain"] = (list(tracks), list(val))
+        return real_train(tracks, config=config, val=val, **kw)
+
+    monkeypatch.setattr(train_mod, "train_embedder", spy)
+    metas = {}
+    for key, extras in (("plain", ()), ("extra", (str(extra),))):
+        _, metas[key] = train_from_manifest(
+            main, cache_dir=tmp_path / "cache", out_path=tmp_path / f"{key}.pt", version=key,
+            config=TrainConfig(steps=1, batch_tracks=4, warmup_steps=1, split_seed=1, extra_manifests=extras),
+            device="cpu", threads=1, holdout_fraction=0.2)
+    plain, with_extra = metas["plain"]["trained_on"], metas["extra"]["trained_on"]
+    assert with_extra["held_out_ids"] == plain["held_out_ids"] and len(plain["held_out_ids"]) == 2
+    assert with_extra["tracks"] == plain["tracks"] + 3
+    extra_audio = [cached_audio(e.path, cache_dir=tmp_path / "cache", sr=16000) for e in read_manifest(extra)]
+    trained, val = seen["extra"]
+    in_training = [t for t in trained if any(len(t.clean) == len(y) and np.allclose(t.clean, y, atol=1e-3)
+                                             for y in extra_audio)]
+    assert len(in_training) == 3 and len({t.group for t in in_training}) == 1
+    assert in_training[0].group not in {t.group for t in trained if all(t is not x for x in in_training)}
+    assert not any(np.allclose(v.clean, y, atol=1e-3) for v in val for y in extra_audio if len(v.clean) == len(y))
+    assert [len(v.clean) for v in val] == [len(v.clean) for v in seen["plain"][1]]
+    described = with_extra["extra"][0]
+    assert described["manifest"] == str(extra) and described["packages"] == {"pkg-x": 3}
+    assert described["sha256"] == hashlib.sha256(extra.read_bytes()).hexdigest() and plain["extra"] == []
+    assert metas["extra"]["train_config"]["extra_manifests"] == [str(extra)]
+
+
+def test_extra_manifest_ids_must_not_repeat_the_main_ones(tmp_path):
+    """An extra track reusing a main track's id is refused (held-out ids must name one track)."""
+    main = _manifest(tmp_path, "d", ("pkg-a",), per_group=3, base_freq=110.0)
+    clash = tmp_path / "clash.tsv"
+    clash.write_text(main.read_text().replace("\tpkg-a\t", "\tpkg-x\t"))
+    with pytest.raises(ParameterError, match="repeat"):
+        train_from_manifest(main, cache_dir=tmp_path / "cache", out_path=tmp_path / "w.pt", version="clash",
+                            config=TrainConfig(steps=1, batch_tracks=2, warmup_steps=1,
+                                               extra_manifests=(str(clash),)), device="cpu", threads=1)
 
 
 def test_old_sidecars_were_held_out_on_their_training_seed():
@@ -241,5 +301,6 @@ async def test_training_saves_weights_and_records_the_version(pool, tmp_path):
     async with pool.acquire() as conn:
         active = await models_q.active(conn, "embedder")
     assert active is not None and active.version == "tiny-v1" and active.metrics["command"].startswith("mixwith")
+    assert active.metrics["training_set"]["manifest"] == str(manifest) and active.metrics["training_set"]["extra"] == []
     embedder, version = open_embedder(EmbedSettings(weights=str(path), device="cpu", threads=1))
     assert version == "tiny-v1"
