@@ -159,7 +159,7 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, *, ridge: float = 1e-3) -> np.nd
     return w
 
 
-def candidate_features(rec: Record, system: str) -> tuple[list[int], np.ndarray]:
+def system_features(rec: Record, system: str) -> tuple[list[int], np.ndarray]:
     """Candidate tracks and their features for ``system`` (a neural model name, ``fusion:NAME`` or ``REFIT``).
 
     Neural: [1, score, score − best other, log segments]. Fusion adds the landmark's calibrated
@@ -196,7 +196,7 @@ class Acceptor:
 
     def decide(self, rec: Record, system: str) -> tuple[int | None, int | None, float]:
         """(accepted track or None, top track or None, its confidence)."""
-        tracks, X = candidate_features(rec, system)
+        tracks, X = system_features(rec, system)
         if not tracks:
             return None, None, 0.0
         p = 1 / (1 + np.exp(-np.clip(X @ self.weights, -50, 50)))
@@ -211,7 +211,7 @@ def fit_acceptor(records: list[Record], system: str, *, max_far: float = 0.01) -
     for r in records:
         if r.shared:
             continue
-        tracks, X = candidate_features(r, system)
+        tracks, X = system_features(r, system)
         Xs.append(X)
         ys.append(np.array([t == r.truth for t in tracks], float))
     w = _fit_logistic(np.vstack(Xs), np.concatenate(ys))
