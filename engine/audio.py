@@ -2,12 +2,11 @@
 
 FFmpeg, in this process through PyAV or as an ffmpeg subprocess, reads every
 common container; libsndfile (soundfile) is the last resort, because some real
-Ogg files defeat ffmpeg 5.1. Short inputs go to PyAV first: it saves starting
-a process (70-150 ms CPU), which is most of the cost of a phone clip. Long ones
-go to the subprocess first: PyAV pays ~35 us of Python per codec frame, so a
-44.1/48 kHz Ogg or Opus track costs it 7-9 ms CPU per second of audio against
-the subprocess's 4-5 ms (break-even near 40 s; bench figures in notes/issue-4.md).
-Each is the other's fallback (not installed, or a file one build refuses).
+Ogg files defeat ffmpeg 5.1. PyAV goes first: it saves starting a process
+(70-150 ms CPU, most of the cost of a phone clip), and since it resamples in
+large chunks a whole track costs it about 30 % less CPU than the subprocess
+(notes/issue-4.md, session 8). The subprocess is its fallback (PyAV not
+installed, or a file one build refuses).
 Every limit is an argument so the caller's settings decide them.
 """
 
@@ -38,10 +37,6 @@ AUDIO_EXTENSIONS = frozenset(
 )
 # Below this RMS (about -70 dBFS) a clip carries no music we could analyse.
 SILENCE_RMS = 3e-4
-# Up to this much audio to read, PyAV decodes first (see the module docstring); when the header
-# gives no duration, files up to this size count as short (30 s at 256 kbps).
-IN_PROCESS_MAX_S = 40.0
-IN_PROCESS_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +134,7 @@ def load(
         declared = _container_duration(container)
         if declared is None:
             declared = _declared_duration(p)
-        return _load_declared(p, container, declared, sr=sr, size=size, limits=limits, max_seconds=max_seconds,
+        return _load_declared(p, container, declared, sr=sr, limits=limits, max_seconds=max_seconds,
                               check_silence=check_silence)
     finally:
         if container is not None:
@@ -147,7 +142,7 @@ def load(
 
 
 def _load_declared(
-    p: Path, container: InputContainer | None, declared: float | None, *, sr: int, size: int, limits: DecodeLimits,
+    p: Path, container: InputContainer | None, declared: float | None, *, sr: int, limits: DecodeLimits,
     max_seconds: float | None, check_silence: bool,
 ) -> np.ndarray:
     """``load`` once the header's duration (``declared``, None when unknown) is known."""
@@ -163,8 +158,7 @@ def _load_declared(
     read_s = limits.max_duration_s + 1.0
     if max_seconds is not None and declared is not None:
         read_s = min(read_s, max_seconds + 1.0)
-    short = min(declared, read_s) <= IN_PROCESS_MAX_S if declared is not None else size <= IN_PROCESS_MAX_BYTES
-    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s, in_process_first=short, container=container)
+    y = _decode_any(p, sr=sr, seconds=read_s, timeout_s=limits.timeout_s, container=container)
 
     # NaN/inf from a broken float stream would poison every feature downstream
     if not np.isfinite(y).all():
@@ -236,13 +230,14 @@ def _declared_duration(path: Path) -> float | None:
 
 
 def _decode_any(
-    path: Path, *, sr: int, seconds: float, timeout_s: float, in_process_first: bool, container: InputContainer | None = None
+    path: Path, *, sr: int, seconds: float, timeout_s: float, container: InputContainer | None = None
 ) -> np.ndarray:
-    """PyAV (on ``container`` when the file is already open) and the ffmpeg process (in the order asked),
-    then libsndfile; the first decoder's error when all fail."""
-    ffmpegs = [("PyAV", partial(_decode_pyav, container=container)), ("ffmpeg", _decode_ffmpeg)]
+    """PyAV (on ``container`` when the file is already open), the ffmpeg process, then libsndfile;
+    the first decoder's error when all fail."""
+    decoders = [("PyAV", partial(_decode_pyav, container=container)), ("ffmpeg", _decode_ffmpeg),
+                ("libsndfile", _decode_sndfile)]
     first: DecodeError | None = None
-    for name, decode in [*(ffmpegs if in_process_first else ffmpegs[::-1]), ("libsndfile", _decode_sndfile)]:
+    for name, decode in decoders:
         try:
             y = decode(path, sr=sr, seconds=seconds, timeout_s=timeout_s)
         except _DecodeTimeout:

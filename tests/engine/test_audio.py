@@ -247,7 +247,7 @@ def test_chained_ogg_with_a_rate_change_decodes_whole(tmp_path: Path) -> None:
 
 
 def test_long_file_without_ffmpeg_is_decoded_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A long AAC file (the ffmpeg process's turn first) still decodes through PyAV when ffmpeg is absent."""
+    """A long AAC file decodes through PyAV when ffmpeg is absent."""
     pytest.importorskip("av")
     path = _encode(tmp_path, "long.m4a", _tone(45.0), args=("-c:a", "aac"))
     monkeypatch.setenv("PATH", "")
