@@ -1208,23 +1208,17 @@ def match(
     if len(chosen) > keep_speeds:
         sub_a, sub_t = anchors[::precheck_share], targets[::precheck_share]
         sets = [hash_pairs(fp.peak_frames, fp.peak_bins, sub_a, sub_t, speed=speed) for speed in chosen]
-        sizes = [h.size for h, _ in sets]
         pre = [0] * len(chosen)
-        if sum(sizes):  # all hypotheses in one lookup
-            hits = lookup(np.concatenate([h for h, _ in sets]))
-            group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
-            q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+        if any(h.size for h, _ in sets):  # all hypotheses in one lookup
+            hits, group, q_frames = _lookup_sets(sets, lookup)
             pre = _best_scores(hits, q_frames, group=group, n_groups=len(chosen)).tolist()
         order = sorted(range(len(chosen)), key=lambda i: -pre[i])  # stable: ties keep the given order
         chosen = [chosen[i] for i in order[:keep_speeds]]
     best: dict[int, tuple[int, int, int, float]] = {}  # track -> (score, offset frames, n_hits, speed)
     sets = [hash_pairs(fp.peak_frames, fp.peak_bins, anchors, targets, speed=speed) for speed in chosen]
-    sizes = [h.size for h, _ in sets]
-    n_q = max(sizes)
+    n_q = max(h.size for h, _ in sets)
     if n_q:  # the kept hypotheses in one lookup too
-        hits = lookup(np.concatenate([h for h, _ in sets]))
-        group = np.repeat(np.arange(len(chosen)), sizes)[hits.query_index]
-        q_frames = np.concatenate([f for _, f in sets]).astype(np.int64)
+        hits, group, q_frames = _lookup_sets(sets, lookup)
         per_set = _best_offsets_per_set(hits, q_frames, group=group, n_groups=len(chosen), top_tracks=top_tracks)
         for speed, tops in zip(chosen, per_set):
             for track, off, score, n_hits in tops:
@@ -1248,6 +1242,15 @@ def match(
             dz = np.array([_verify_dense_candidate(clip_bits[speed], dense, track, off, speed).z
                            for track, (_, off, _, speed) in ranked])
     return _ranked(ranked, z, n_q, calibration, max_candidates, votes=votes, dense_z=dz)
+
+
+def _lookup_sets(sets: list[tuple[np.ndarray, np.ndarray]], lookup: LookupFn) -> tuple[Hits, np.ndarray, np.ndarray]:
+    """Several (hashes, query frames) sets looked up at once: the hits, each hit's set and the
+    concatenated query frames (what ``Hits.query_index`` points into)."""
+    sizes = [h.size for h, _ in sets]
+    hits = lookup(np.concatenate([h for h, _ in sets]))
+    group = np.repeat(np.arange(len(sets)), sizes)[hits.query_index]
+    return hits, group, np.concatenate([f for _, f in sets]).astype(np.int64)
 
 
 def _placed_by_peaks(

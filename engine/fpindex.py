@@ -429,6 +429,14 @@ class FingerprintIndex:
             dense_bytes=int(sum(s.dense_nbytes for s in self._segments)),
         )
 
+    def _live_location(self, track_id: int) -> tuple[_Segment, int] | None:
+        """The segment holding a live track and its local position there; None when not live."""
+        i = int(np.searchsorted(self._live_ids, track_id))
+        if i >= self._live_ids.size or self._live_ids[i] != track_id:
+            return None
+        seg_i, local = self._live_where[i]
+        return self._segments[int(seg_i)], int(local)
+
     def reference_peaks(self, track_id: int, start_frame: int = 0, end_frame: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
         """A live track's own peaks in frames ``[start_frame, end_frame)`` (``engine.fingerprint.PeaksFn``).
 
@@ -438,11 +446,10 @@ class FingerprintIndex:
         bins : np.ndarray [shape=(n,), dtype=float32]
             Sub-bin frequencies (to 1/64 bin). Both empty for a track the index does not hold.
         """
-        i = int(np.searchsorted(self._live_ids, track_id))
-        if i >= self._live_ids.size or self._live_ids[i] != track_id:
+        where = self._live_location(track_id)
+        if where is None:
             return np.zeros(0, np.int32), np.zeros(0, np.float32)
-        seg_i, local = self._live_where[i]
-        packed = self._segments[int(seg_i)].track_peaks(int(local))
+        packed = where[0].track_peaks(where[1])
         # bounds as uint32 needles (a wider needle makes searchsorted copy the track's peaks to its type);
         # a bound past the last storable frame is the end
         lo, hi = (int(np.searchsorted(packed, np.uint32(f << 16))) if 0 < f <= _MAX_FRAME else (0 if f <= 0 else packed.size)
@@ -462,11 +469,10 @@ class FingerprintIndex:
             Fewer rows where the track ends; none for a track the index does not hold.
         """
         first = max(int(start_frame), 0)
-        i = int(np.searchsorted(self._live_ids, track_id))
-        if i >= self._live_ids.size or self._live_ids[i] != track_id:
+        where = self._live_location(track_id)
+        if where is None:
             return first, np.zeros((0, DENSE_BYTES), np.uint8)
-        seg_i, local = self._live_where[i]
-        rows = self._segments[int(seg_i)].track_dense(int(local))
+        rows = where[0].track_dense(where[1])
         return first, np.asarray(rows[first : max(int(end_frame), first)])
 
     def skipped_share(self) -> float:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,9 +282,7 @@ def _check_extra_ids(main: DevSet, extras: list[DevSet]) -> None:
 
 def _extra_description(manifest: str, x: DevSet, *, sr: int) -> dict:
     """What a training-only manifest contributed: its path and content hash, and tracks per package."""
-    packages: dict[str, int] = {}
-    for e in x.entries:
-        packages[e.package] = packages.get(e.package, 0) + 1
+    packages = Counter(e.package for e in x.entries)
     return {"manifest": str(manifest), "sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
             "tracks": len(x.entries), "seconds": round(sum(len(y) for y in x.clean) / sr, 1),
             "packages": dict(sorted(packages.items()))}
