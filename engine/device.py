@@ -1,4 +1,4 @@
-"""Pick the torch device once: CUDA when present, else CPU with a warning.
+"""Pick the torch device once: CUDA when present, else the CPU.
 
 Callers ask :func:`select_device` once at startup and pass the device down;
 nothing here is cached in a global, so tests can ask for either backend.
@@ -22,7 +22,8 @@ def select_device(preference: str = "auto") -> torch.device:
     Parameters
     ----------
     preference : {"auto", "cuda", "cpu"}
-        ``auto`` picks CUDA when available and logs a warning when falling back.
+        ``auto`` picks CUDA when available, else the CPU (logged at INFO: a CPU-only
+        machine is a normal deployment, not a fault).
 
     Raises
     ------
@@ -38,7 +39,7 @@ def select_device(preference: str = "auto") -> torch.device:
         return torch.device("cuda")
     if pref == "cuda":
         raise ParameterError("device 'cuda' requested but no CUDA GPU is visible")
-    logger.warning("no CUDA GPU visible; running the embedding model on CPU")
+    logger.info("no CUDA GPU visible; running the embedding model on CPU")
     return torch.device("cpu")
 
 
