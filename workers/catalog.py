@@ -12,11 +12,10 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import multiprocessing
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +31,7 @@ from engine.errors import EngineError
 from engine.fingerprint import FP_SR, Fingerprints, fingerprint
 from workers.embedding import TrackEmbedding, embed_audio, embed_file, process_embedder
 from workers.identify import fingerprint_file
+from workers.processes import make_executor
 from workers.settings import AudioSettings, EmbedSettings
 
 if TYPE_CHECKING:
@@ -215,12 +215,6 @@ def _embed(path: str, y_fp: np.ndarray | None, audio: AudioSettings, settings: E
         return embed_file(path, embedder=embedder, model_version=version, limits=audio.limits,
                           max_seconds=settings.max_seconds)
     return embed_audio(y_fp, sr=FP_SR, embedder=embedder, model_version=version, max_seconds=settings.max_seconds)
-
-
-def make_executor(processes: int) -> Executor:
-    """A process pool that starts clean workers (no inherited event loop or sockets)."""
-    ctx = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(max_workers=max(1, processes), mp_context=ctx)
 
 
 async def add_paths(

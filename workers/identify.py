@@ -134,7 +134,7 @@ async def _fingerprint_files(
     loop = asyncio.get_running_loop()
     own = executor is None
     if own:
-        from workers.catalog import make_executor
+        from workers.processes import make_executor
 
         executor = make_executor(min(settings.audio.processes, len(tracks)))
     try:

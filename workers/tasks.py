@@ -449,12 +449,9 @@ async def start_engine_pool(audio: AudioSettings) -> Executor:
     Models, indexes and compiled code are thus loaded once per process, at
     startup, and no user's job pays for them.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from workers.processes import make_executor
 
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(ENGINE_PRELOAD)  # takes effect if the fork server is not running yet
-    executor = ProcessPoolExecutor(max_workers=max(1, audio.processes), mp_context=ctx)
+    executor = make_executor(audio.processes, preload=ENGINE_PRELOAD)
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(loop.run_in_executor(executor, _warm_engine, audio) for _ in range(max(1, audio.processes))))
     return executor

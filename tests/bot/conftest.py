@@ -25,7 +25,7 @@ from db.queries import tracks as tracks_q
 from engine.analysis import Analysis, analyze
 from engine.synth import TrackSpec, demo_specs, render
 from workers.broker import open_queue
-from workers.catalog import make_executor
+from workers.processes import make_executor
 from workers.identify import index_tracks
 from workers.settings import BotSettings, Settings
 from workers.tasks import JobClient
