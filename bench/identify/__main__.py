@@ -291,17 +291,37 @@ def evaluate_peer(pm: peer.PeerMatcher, queries: list[Query], name_to_id: dict[s
     for q in queries:
         if q.truth is None and q.source in shared:
             continue  # as for ours: catalog audio, neither answer is wrong
-        name, _off, secs = pm.match(q.path)
+        name, _off, secs, aligned = pm.match(q.path)
         got = name_to_id.get(name) if name else None
-        d = per.setdefault(q.condition, {"in": 0, "correct": 0, "out": 0, "fa": 0, "ms": []})
+        d = per.setdefault(q.condition, {"in": 0, "correct": 0, "out": 0, "fa": 0, "ms": [],
+                                         "right_scores": [], "fa_scores": []})
         d["ms"].append(secs * 1000)
         if q.truth is None:
             d["out"] += 1
             d["fa"] += got is not None
+            if got is not None:
+                d["fa_scores"].append(aligned)
         else:
             d["in"] += 1
             d["correct"] += got == q.truth
+            if got == q.truth:
+                d["right_scores"].append(aligned)
     return per
+
+
+def peer_equal_far_threshold(per: dict[str, dict], max_far: float = 0.01) -> int:
+    """The lowest aligned-hash count at which the peer names at most ``max_far`` of all outside clips.
+
+    audfprint's own rule (5 aligned hashes) names half the outside clips at low SNR; this is its
+    best threshold for the issue's false-accept target, chosen on the very clips it is scored on
+    (an oracle in the peer's favour), so that both systems are compared at the same false-accept level.
+    """
+    n_out = sum(d["out"] for d in per.values())
+    fa_scores = np.sort(np.array([a for d in per.values() for a in d["fa_scores"]], dtype=np.int64))[::-1]
+    allowed = int(max_far * n_out)
+    if len(fa_scores) <= allowed:
+        return 0
+    return int(fa_scores[allowed]) + 1  # one above the first outside clip that would exceed the allowance
 
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -469,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     peer_note = None if not args.no_peer else "skipped (--no-peer)"
     peer_res: dict[str, dict] = {}
+    peer_thr = 0
     peer_idx = None
     if peer_note is None:
         peer_note = peer.available()
@@ -486,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         pm = peer.PeerMatcher(peer_idx)
         pm.match(queries[0].path)
         peer_res = evaluate_peer(pm, queries, name_to_id, shared)
+        peer_thr = peer_equal_far_threshold(peer_res)
 
     # ---- table
     lines = []
@@ -495,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     # how engine.audio.load decodes a bench clip (short): in this process when PyAV imports
     in_process = importlib.util.find_spec("av") is not None
     if peer_res:
-        hdr += f" | {'ours ms/q' + ('*' if in_process else '^'):>11} | {'afp top1':>8}{'FA':>6}{'ms/q^':>7}{'×':>6}"
+        hdr += f" | {'ours ms/q' + ('*' if in_process else '^'):>11} | {'afp top1':>8}{'FA':>6}{'@1%FA':>7}{'ms/q^':>7}{'×':>6}"
     lines.append(hdr)
     lines.append("-" * len(hdr))
     results = {"conditions": {}, "command": "python -m bench.identify " + " ".join(argv if argv is not None else sys.argv[1:])}
@@ -516,11 +538,13 @@ def main(argv: list[str] | None = None) -> int:
             line += f" | {'':>9}{'':>5}{'':>6}{'':>6}{'':>6}"
         if peer_res:
             p = peer_res[c.name]
-            row["peer"] = {"top1": p["correct"] / max(p["in"], 1), "far": p["fa"] / max(p["out"], 1), "mean_ms": float(np.mean(p["ms"])), "p95_ms": pct(p["ms"], 95)}
+            row["peer"] = {"top1": p["correct"] / max(p["in"], 1), "far": p["fa"] / max(p["out"], 1),
+                           "top1_at_equal_far": sum(a >= peer_thr for a in p["right_scores"]) / max(p["in"], 1),
+                           "mean_ms": float(np.mean(p["ms"])), "p95_ms": pct(p["ms"], 95)}
             ours_mean = float(np.mean(o["ms"])) + float(np.mean(o["decode_ms"]))  # like for like: with decode
             row["mean_ms_with_decode"] = ours_mean
             line += (f" | {ours_mean:>11.1f} | {row['peer']['top1']:>8.1%}{row['peer']['far']:>6.1%}"
-                     f"{row['peer']['mean_ms']:>7.0f}{row['peer']['mean_ms'] / ours_mean:>6.1f}")
+                     f"{row['peer']['top1_at_equal_far']:>7.1%}{row['peer']['mean_ms']:>7.0f}{row['peer']['mean_ms'] / ours_mean:>6.1f}")
         results["conditions"][c.name] = row
         lines.append(line)
     tot = {k: sum(o[k] for o in ours.values()) for k in ("in", "correct", "raw", "out", "fa", "shared", "shared_accepted")}
@@ -553,8 +577,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audfprint: database {peer_idx.db_bytes / 1e6:.1f} MB saved (in memory 2^20×100×4 B = 419 MB) = "
               f"{peer_idx.db_bytes / (peer_idx.audio_s / 3600) / 1e6:.2f} MB/h; fingerprinting "
               f"{peer_idx.audio_s / peer_idx.cpu_s:.0f}× realtime (CPU); ms/q = mean CPU ms per query with its decode "
-              f"of the .m4a; × = its mean CPU ms / ours (our decode added)")
-        results["peer"] = {"db_bytes": peer_idx.db_bytes, "audio_s": peer_idx.audio_s, "fingerprint_x_realtime": peer_idx.audio_s / peer_idx.cpu_s}
+              f"of the .m4a; × = its mean CPU ms / ours (our decode added); @1%FA = its top-1 when it names a track "
+              f"only from {peer_thr} aligned hashes (its own rule: 5), the lowest count that names ≤ 1 % of all "
+              "outside clips, picked on these clips")
+        results["peer"] = {"db_bytes": peer_idx.db_bytes, "audio_s": peer_idx.audio_s,
+                           "fingerprint_x_realtime": peer_idx.audio_s / peer_idx.cpu_s, "equal_far_threshold": peer_thr}
     else:
         print(f"audfprint: {peer_note}")
         results["peer"] = {"note": peer_note}

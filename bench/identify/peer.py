@@ -92,13 +92,16 @@ class PeerMatcher:
         # (match_win, search_depth, min_count, max_matches, exact_count, find_time_range, ...)
         self._matcher = setup_matcher(2, 100, 5, 1, False, False, 0.05, False, False, False)
 
-    def match(self, path: Path) -> tuple[str | None, float, float]:
-        """(matched reference path or None, offset in s, CPU seconds taken, its decode included)."""
+    def match(self, path: Path) -> tuple[str | None, float, float, int]:
+        """(matched reference path or None, offset in s, CPU seconds taken with its decode, aligned hashes).
+
+        The aligned-hash count is audfprint's match score: it names a track from ``min_count`` (5) up.
+        """
         t0 = cpu_seconds()
         rslts, _dur, _n = self._matcher.match_file(self._analyzer, self._index.table, str(path))
         secs = cpu_seconds() - t0
         if len(rslts) == 0:
-            return None, 0.0, secs
-        track, _aligned, offset = int(rslts[0][0]), int(rslts[0][1]), int(rslts[0][2])
+            return None, 0.0, secs, 0
+        track, aligned, offset = int(rslts[0][0]), int(rslts[0][1]), int(rslts[0][2])
         hop_s = self._analyzer.n_hop / self._analyzer.target_sr
-        return self._index.names[track], offset * hop_s, secs
+        return self._index.names[track], offset * hop_s, secs, aligned

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.identify.__main__ import GEN_SR, Track, load_tracks, shared_audio
+from bench.identify.__main__ import GEN_SR, Track, load_tracks, peer_equal_far_threshold, shared_audio
 from engine.camelot import Key
 from engine.fingerprint import fingerprint
 from engine.fpindex import FingerprintIndex
@@ -61,3 +61,14 @@ def test_first_and_later_runs_index_the_same_audio(tmp_path: Path, rng: np.rando
     later = load_tracks(manifest, min_track_s=1.0, limit=None, out=tmp_path / "out")
     assert (tmp_path / "out" / "cache" / "d001.npy").is_file()
     assert np.array_equal(first[0].y, later[0].y)
+
+
+def test_peer_compared_at_equal_false_accepts() -> None:
+    """The peer's threshold for ≤ 1 % false accepts sits just above the outside clips it must reject."""
+    # 300 outside clips: 1 % allows 3 through. The peer named 5 of them, with 40, 12, 9, 7 and 5 aligned hashes.
+    per = {"a": {"out": 200, "fa_scores": [5, 12, 40]}, "b": {"out": 100, "fa_scores": [7, 9]}}
+    thr = peer_equal_far_threshold(per)
+    assert thr == 8  # 40, 12 and 9 pass (3 = 1 %); the clip with 7 must not
+    assert sum(a >= thr for d in per.values() for a in d["fa_scores"]) <= 3
+    # few enough named: its own rule stands
+    assert peer_equal_far_threshold({"a": {"out": 300, "fa_scores": [6, 30]}}) == 0
