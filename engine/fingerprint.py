@@ -1098,13 +1098,20 @@ def peak_offsets(
         return PeakVotes(offset_frames=0, votes=0, z=0.0)
     rb = np.rint(np.asarray(ref_bins, dtype=np.float32)).astype(np.int32)
     rt = np.asarray(ref_frames, dtype=np.int32)
-    # by bin, then time: a clip peak's partners are one slice (16-bit frames and 9-bit bins fit an int32)
-    key = np.sort((rb << 16) | rt)
-    rb_s, rt_s = key >> 16, key & 0xFFFF
     tq = np.asarray(q_frames, dtype=np.float64) * speed
     qb = np.rint(np.asarray(q_bins, dtype=np.float64) / speed).astype(np.int32)
-    lo = np.searchsorted(rb_s, qb - 1, side="left")
-    cnt = np.searchsorted(rb_s, qb + 1, side="right") - lo
+    lowest = min(int(rb.min()), int(qb.min()))
+    if lowest < 0:  # bins only index the tables below
+        rb, qb = rb - lowest, qb - lowest
+    # the track's peaks grouped by bin, so a clip peak's partners are one slice: a stable radix argsort of
+    # 16-bit bins costs two thirds of a sort by (bin, time); the order within a bin does not matter
+    rt_s = rt[np.argsort(rb.astype(np.uint16), kind="stable")]
+    per_bin = np.bincount(rb)
+    below = np.full(max(per_bin.size, int(qb.max()) + 1) + 3, rb.size, dtype=np.int64)  # below[k + 1]: peaks under bin k
+    below[:2] = 0
+    np.cumsum(per_bin, out=below[2 : per_bin.size + 2])
+    lo = below[qb]  # partners in bins qb - 1 .. qb + 1
+    cnt = below[qb + 3] - lo
     total = int(cnt.sum())
     if total == 0:
         return PeakVotes(offset_frames=0, votes=0, z=0.0)

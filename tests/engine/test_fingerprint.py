@@ -442,10 +442,11 @@ def test_identify_reports_the_dense_verification(catalog: dict[int, np.ndarray],
     (t0, c0), (t1, c1) = best(doubtful), best(replace(doubtful, w_dense=0.5))
     assert t0 == t1 == 14 and c1 > c0 + 0.2
 
-@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5])
+@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5, 0.6])
 def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng: np.random.Generator) -> None:
     """Votes and best offset are those of the definition, pair by pair: each clip peak against each track peak
-    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie)."""
+    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie;
+    0.6 puts clip peaks above the track's highest bin)."""
     q_frames = np.sort(rng.integers(0, 90, 40)).astype(np.int32)
     q_bins = rng.uniform(20, 60, 40).astype(np.float32)
     ref_frames = np.sort(rng.integers(0, 900, 600)).astype(np.int32)
