@@ -821,7 +821,7 @@ def _aligned_cells(
         key = slot.astype(np.int32)
         key <<= o_bits
         key |= rel
-        key.sort()
+        key = radix_sorted(key, bits=(n_slots << o_bits).bit_length())
     else:
         key = (slot.astype(np.int64) << o_bits) | rel
         if not hits.distinct:
@@ -850,6 +850,39 @@ def _aligned_cells(
     smooth[:-1] += np.where(up, n[1:], 0)
     smooth[1:] += np.where(up, n[:-1], 0)
     return cells, smooth, cells >> o_bits, o_bits, base
+
+
+def _radix_passes(bits: int) -> list[tuple[int, type]]:
+    """(shift, key dtype) of each least-significant-digit pass over integers below ``2 ** bits``."""
+    if bits <= 16:
+        return [(0, np.uint16)]
+    return [(0, np.uint16), (16, np.uint8 if bits <= 24 else np.uint16)]
+
+
+def stable_order(values: np.ndarray, *, bits: int) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` of non-negative integers below ``2 ** bits``.
+
+    As radix passes (``np.argsort(kind="stable")`` of 16- and 8-bit keys is a counting sort): on
+    this project's hosts numpy sorts 32- and 64-bit integers by comparisons, two to three times
+    slower on the hundred thousand hits of a clip.
+    """
+    if bits > 32:
+        return np.argsort(values, kind="stable")
+    order = None
+    for shift, dtype in _radix_passes(bits):
+        part = (values if order is None else values[order]) >> shift
+        step = np.argsort(part.astype(dtype), kind="stable")
+        order = step if order is None else order[step]
+    return order
+
+
+def radix_sorted(values: np.ndarray, *, bits: int) -> np.ndarray:
+    """``np.sort(values)`` of non-negative integers below ``2 ** bits`` (as ``stable_order``, values only)."""
+    if bits > 32:
+        return np.sort(values)
+    for shift, dtype in _radix_passes(bits):
+        values = values[np.argsort((values >> shift).astype(dtype), kind="stable")]
+    return values
 
 
 def _run_starts(a: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ from engine.fingerprint import (
     match,
     pair_peaks,
     peak_offsets,
+    radix_sorted,
+    stable_order,
     verify,
     verify_dense,
 )
@@ -460,3 +462,18 @@ def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng:
     best = max(sorted(smooth), key=lambda o: smooth[o])  # the earliest on ties
     pv = peak_offsets(q_frames, q_bins, ref_frames, ref_bins, speed=speed, n_clip_frames=90)
     assert (pv.offset_frames, pv.votes) == (best, smooth[best])
+
+
+@pytest.mark.parametrize("bits", [1, 12, 16, 17, 23, 24, 25, 31, 40])
+def test_radix_sorts_are_numpys(bits: int, rng: np.random.Generator) -> None:
+    """``stable_order`` is the stable argsort (ties keep their positions) and ``radix_sorted`` the sort, for
+    keys of any width (many repeats, and the widest values the width allows)."""
+    dtype = np.int64 if bits > 31 else np.int32
+    values = rng.integers(0, 1 << bits, 3000).astype(dtype)
+    values[::7] = values[3]  # repeats
+    values[::11] = (1 << bits) - 1
+    assert np.array_equal(stable_order(values, bits=bits), np.argsort(values, kind="stable"))
+    assert np.array_equal(radix_sorted(values, bits=bits), np.sort(values))
+    hashes = values.astype(np.uint32) if bits <= 32 else None  # the lookup's needles
+    if hashes is not None:
+        assert np.array_equal(stable_order(hashes, bits=bits), np.argsort(hashes, kind="stable"))
