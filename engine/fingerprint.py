@@ -1060,15 +1060,26 @@ def verify_dense(
         return Verification(observed=0.0, null=0.0, z=0.0, n_peaks=0)
     shifts = np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS])
     where = offset_frames - ref_first_frame + np.arange(n_q) * speed
-    rows = np.rint(where[None, None, :] + shifts[:, None, None] + np.arange(-1, 2)[None, :, None]).astype(np.int64)
+    whole = np.floor(where)
+    frac = where - whole
+    if abs(offset_frames - ref_first_frame) + n_q * speed < 2.0**40 and np.all(np.abs(frac - 0.5) > 1e-6):
+        # rint(where + k) for an integer k is rint(where) + k unless where lies that close to a half
+        # (as in peak_offsets): one rint per clip frame instead of one per (shift, frame)
+        steps = shifts[:, None] + np.arange(-1, 2)[None, :]
+        rows = (whole + (frac > 0.5)).astype(np.int64)[None, None, :] + steps[:, :, None]
+    else:
+        rows = np.rint(where[None, None, :] + shifts[:, None, None] + np.arange(-1, 2)[None, :, None]).astype(np.int64)
     inside = (rows >= 0) & (rows < ref_bits.shape[0])
     # a frame's bits as 64-bit words: one XOR and popcount per word instead of per byte
     ref_words = np.ascontiguousarray(ref_bits, dtype=np.uint8).view(np.uint64)
     clip_words = np.ascontiguousarray(clip_bits, dtype=np.uint8).view(np.uint64)
-    differ = np.bitwise_count(ref_words[np.where(inside, rows, 0)] ^ clip_words[None, None]).sum(axis=3, dtype=np.int32)
+    rows *= inside  # outside the track: row 0, not counted
+    differ = np.bitwise_count(ref_words.take(rows, axis=0) ^ clip_words[None, None])
+    differ = differ[..., 0] if differ.shape[3] == 1 else differ.sum(axis=3, dtype=np.int32)
+    differ *= inside
     n_in = inside.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(n_in >= max(int(0.4 * n_q), 8), 1.0 - (differ * inside).sum(axis=2) / (n_in * DENSE_BANDS), np.nan)
+        share = np.where(n_in >= max(int(0.4 * n_q), 8), 1.0 - differ.sum(axis=2) / (n_in * DENSE_BANDS), np.nan)
     best = np.where(np.isnan(share).all(axis=1), np.nan, np.nanmax(np.nan_to_num(share, nan=-1.0), axis=1))
     observed, rest = best[0], best[1:][~np.isnan(best[1:])]
     n_obs = int(n_in[0, 1])

@@ -19,6 +19,7 @@ from engine.fingerprint import (
     FRAME_RATE,
     QUERY_PARAMS,
     REFERENCE_PARAMS,
+    VERIFY_NULL_SHIFTS,
     Calibration,
     FingerprintParams,
     Fingerprints,
@@ -477,3 +478,29 @@ def test_radix_sorts_are_numpys(bits: int, rng: np.random.Generator) -> None:
     hashes = values.astype(np.uint32) if bits <= 32 else None  # the lookup's needles
     if hashes is not None:
         assert np.array_equal(stable_order(hashes, bits=bits), np.argsort(hashes, kind="stable"))
+
+
+@pytest.mark.parametrize(("speed", "offset"), [(1.0, 40), (0.99125, 0), (1.5, 25), (1.035, 130)])
+def test_verify_dense_compares_every_alignment_as_defined(speed: float, offset: int, rng: np.random.Generator) -> None:
+    """Shares of agreeing bits at the alignment and the shifted ones, row by row as the docstring defines them:
+    clip frame i against track row rint(offset + i x speed + shift + d), d a frame either way, rows outside the
+    track left out (1.5 puts every other frame on a tie; offsets 0 and 130 run past the track's ends)."""
+    n_q, m, first = 60, 300, 20
+    clip = rng.integers(0, 256, (n_q, 8), dtype=np.uint8)
+    ref = rng.integers(0, 256, (m, 8), dtype=np.uint8)
+    at = max(offset - first, 0)
+    ref[at + 5 : at + 45] = clip[5:45]  # the clip's own frames, about where it starts
+    bits_c, bits_r = np.unpackbits(clip, axis=1), np.unpackbits(ref, axis=1)
+    best = []
+    for shift in np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS]):
+        shares = []
+        for d in (-1, 0, 1):
+            rows = np.rint(offset - first + np.arange(n_q) * speed + shift + d).astype(np.int64)
+            ok = (rows >= 0) & (rows < m)
+            if ok.sum() >= max(int(0.4 * n_q), 8):
+                shares.append(1.0 - (bits_c[ok] != bits_r[rows[ok]]).sum() / (ok.sum() * 64))
+        best.append(max(shares) if shares else np.nan)
+    rest = np.array([b for b in best[1:] if not np.isnan(b)])
+    v = verify_dense(clip, ref, ref_first_frame=first, offset_frames=offset, speed=speed)
+    assert (v.observed, v.null) == (best[0], float(rest.mean()))
+    assert v.z == pytest.approx((best[0] - rest.mean()) / max(rest.std(), 1e-3), rel=1e-12)
