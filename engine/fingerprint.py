@@ -447,7 +447,7 @@ def _analyse(y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: boo
     is_max &= contrast > 0.0
     is_max &= band > np.log(floor) + 1e-3
     pmap = _peak_map(band, contrast, lo=lo, floor=floor) if with_map else None
-    t_idx, f_idx = np.nonzero(is_max)
+    t_idx, f_idx = _nonzero_2d(is_max)
     if t_idx.size == 0:
         return _Analysis(none, none if reference else None, pmap, **extra)
     strength = contrast[t_idx, f_idx]
@@ -472,6 +472,16 @@ def _analyse(y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: boo
         return t[by_time].astype(np.int32), bins[by_time]
 
     return _Analysis(chosen(params.peaks_per_s), chosen(params.verify_peaks_per_s) if reference else None, pmap, **extra)
+
+
+def _nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D mask (the same int64 rows and columns, row-major): through the flat
+    positions, which numpy finds several times faster than a 2-D mask's indices (a clip's spectrogram:
+    ~260 → ~35 µs)."""
+    flat = np.flatnonzero(mask)
+    rows = flat // mask.shape[1]
+    flat -= rows * mask.shape[1]
+    return rows, flat
 
 
 def _mel(hz: np.ndarray | float) -> np.ndarray:
@@ -621,7 +631,7 @@ def pair_peaks(frames: np.ndarray, bins: np.ndarray, *, params: FingerprintParam
     dt = t[j] - t[i]
     valid = inside & (dt >= 0.5) & (dt <= params.max_dt_frames) & (np.abs(f[j] - f[i]) <= params.max_df_bins)
     valid &= np.cumsum(valid, axis=1) <= params.fanout
-    ai, k = np.nonzero(valid)
+    ai, k = _nonzero_2d(valid)
     return ai.astype(np.int64), (ai + k + 1).astype(np.int64)
 
 
