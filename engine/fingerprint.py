@@ -443,10 +443,11 @@ def _analyse(y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: boo
     band = logS[:, 1:-1]
     # contrast against the spectral envelope (about 1/3 octave at 1 kHz)
     contrast = band - uniform_filter1d(band, size=21, axis=1, mode="nearest")
+    peakable = contrast > 0.0  # above the envelope and above the floor: shared with the peak map
+    peakable &= band > np.log(floor) + 1e-3
     is_max = band == _max_filter(band, size=(params.neighborhood_frames, params.neighborhood_bins), fill=-np.inf)
-    is_max &= contrast > 0.0
-    is_max &= band > np.log(floor) + 1e-3
-    pmap = _peak_map(band, contrast, lo=lo, floor=floor) if with_map else None
+    is_max &= peakable
+    pmap = _peak_map(band, contrast, peakable, lo=lo) if with_map else None
     t_idx, f_idx = _nonzero_2d(is_max)
     if t_idx.size == 0:
         return _Analysis(none, none if reference else None, pmap, **extra)
@@ -546,16 +547,18 @@ def dense_bits(power: np.ndarray, *, speed: float = 1.0) -> np.ndarray:
     return np.packbits(contrast > 0, axis=1)
 
 
-def _peak_map(band: np.ndarray, contrast: np.ndarray, *, lo: int, floor: float) -> np.ndarray:
+def _peak_map(band: np.ndarray, contrast: np.ndarray, peakable: np.ndarray, *, lo: int) -> np.ndarray:
     """The contrast of every local maximum (3 bins x 3 frames), widened by one bin and frame.
 
     Graded rather than a yes/no map: a peak that barely survives the noise counts
     a little, one that stands clear counts more (better separation on degraded dev clips).
+    ``peakable``: where ``contrast`` is positive and ``band`` above the floor (``_analyse``'s mask).
     """
-    is_max = (band == _max_filter(band, size=(3, 3), fill=-np.inf)) & (contrast > 0.0)  # = mode "nearest" for a max
-    is_max &= band > np.log(floor) + 1e-3
+    is_max = band == _max_filter(band, size=(3, 3), fill=-np.inf)  # = mode "nearest" for a max
+    is_max &= peakable
     out = np.zeros((band.shape[0], N_FFT // 2 + 1), dtype=np.float32)
-    values = np.where(is_max, np.minimum(contrast, PEAK_MAP_MAX_CONTRAST), 0.0).astype(np.float32)
+    values = np.zeros(band.shape, dtype=np.float32)  # 0 elsewhere (a masked minimum: half of np.where's CPU)
+    np.minimum(contrast, np.float32(PEAK_MAP_MAX_CONTRAST), out=values, where=is_max)
     out[:, lo : lo + band.shape[1]] = _max_filter(values, size=(3, 3), fill=0.0)
     return out
 
