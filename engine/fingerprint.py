@@ -433,7 +433,7 @@ def _analyse(y: np.ndarray, *, sr: int, params: FingerprintParams, with_map: boo
     # scipy's double-precision FFT cast to complex64 is bit for bit what np.fft.rfft gives for float32
     # frames (numpy 2 computes them in double), at a fifth of the CPU
     spectrum = rfft((frames * window).astype(np.float64), axis=1).astype(np.complex64)
-    spec = np.abs(spectrum).astype(np.float32)  # (T, F)
+    spec = np.abs(spectrum)  # (T, F), float32 as the spectrum is complex64
     power = spec * spec if reference or with_map else None
     extra = {"dense_bits": dense_bits(power) if reference else None, "spectrum": power if with_map else None}
     lo = max(1, int(np.floor(params.min_hz / BIN_HZ)))
