@@ -1093,7 +1093,8 @@ def verify_dense(
     n_in = inside.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(n_in >= max(int(0.4 * n_q), 8), 1.0 - differ.sum(axis=2) / (n_in * DENSE_BANDS), np.nan)
-    best = np.where(np.isnan(share).all(axis=1), np.nan, np.nanmax(np.nan_to_num(share, nan=-1.0), axis=1))
+    missing = np.isnan(share)  # too few frames inside the track at that alignment
+    best = np.where(missing.all(axis=1), np.nan, np.where(missing, -1.0, share).max(axis=1))
     observed, rest = best[0], best[1:][~np.isnan(best[1:])]
     n_obs = int(n_in[0, 1])
     if np.isnan(observed) or rest.size < 4:
