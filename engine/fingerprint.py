@@ -714,10 +714,19 @@ def fingerprint(
     Fingerprints
         Empty (no peaks, no hashes) for silence.
     """
+    return _fingerprint(y, sr=sr, params=params, with_peak_map=with_peak_map)[0]
+
+
+def _fingerprint(
+    y: np.ndarray, *, sr: int, params: FingerprintParams, with_peak_map: bool
+) -> tuple[Fingerprints, tuple[np.ndarray, np.ndarray]]:
+    """``fingerprint`` and the landmark pairs it hashed (``pair_peaks`` under ``params``), which ``identify``
+    hands to ``match`` rather than pairing the clip's peaks a second time."""
     found = _analyse(y, sr=sr, params=params, with_map=with_peak_map)
     frames, bins = found.peaks
     dense = found.verify_peaks
-    hashes, hash_frames = hash_peaks(frames, bins, params=params)
+    pairs = pair_peaks(frames, bins, params=params)
+    hashes, hash_frames = hash_pairs(frames, bins, *pairs)
     return Fingerprints(
         peak_frames=frames,
         peak_bins=bins,
@@ -729,7 +738,7 @@ def fingerprint(
         verify_bins=None if dense is None else dense[1],
         dense_bits=found.dense_bits,
         spectrum=found.spectrum,
-    )
+    ), pairs
 
 
 LookupFn = Callable[[np.ndarray], Hits]
@@ -1219,6 +1228,7 @@ def match(
     verify_top: int = 10,
     vote_top: int = 10,
     dense: DenseFn | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Match]:
     """Rank catalog tracks for a clip under several speed hypotheses.
 
@@ -1258,6 +1268,8 @@ def match(
         With ``peaks``: the catalog's ``dense_bits`` (``FingerprintIndex.reference_dense``);
         the verified candidates are also checked frame by frame (``verify_dense``; needs
         ``fp.spectrum``).
+    pairs : (anchors, targets), optional
+        ``pair_peaks(fp.peak_frames, fp.peak_bins, params=params)`` when the caller has it already.
 
     Returns
     -------
@@ -1268,7 +1280,7 @@ def match(
         raise ParameterError("speeds must not be empty")
     if min(top_tracks, max_candidates, keep_speeds, precheck_share, verify_top) < 1:
         raise ParameterError("top_tracks, max_candidates, keep_speeds, precheck_share and verify_top must be at least 1")
-    anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params)
+    anchors, targets = pair_peaks(fp.peak_frames, fp.peak_bins, params=params) if pairs is None else pairs
     chosen = list(dict.fromkeys(speeds))
     if len(chosen) > keep_speeds:
         sub_a, sub_t = anchors[::precheck_share], targets[::precheck_share]
@@ -1426,10 +1438,10 @@ def identify(
         ``match`` is None when the best candidate's confidence is below
         ``calibration.accept_confidence`` or the clip is silent.
     """
-    fp = fingerprint(y, sr=sr, params=QUERY_PARAMS, with_peak_map=peaks is not None)
+    fp, pairs = _fingerprint(y, sr=sr, params=QUERY_PARAMS, with_peak_map=peaks is not None)
     if fp.peak_frames.size < 2:
         return Identification(match=None, candidates=(), n_query_hashes=0)
     cands = match(fp, lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
-                  keep_speeds=keep_speeds, peaks=peaks, dense=dense)
+                  keep_speeds=keep_speeds, peaks=peaks, dense=dense, pairs=pairs)
     accepted = cands[0] if cands and cands[0].confidence >= calibration.accept_confidence else None
     return Identification(match=accepted, candidates=tuple(cands), n_query_hashes=fp.n_hashes)
