@@ -964,24 +964,31 @@ def verify_window(n_frames: int, *, offset_frames: int, speed: float) -> tuple[i
     return max(lo, 0), max(hi, 0)
 
 
-def _repeats(t: np.ndarray, f: np.ndarray, shifts: np.ndarray, *, n_f: int) -> np.ndarray:
-    """``[a, i]``: the track has a peak of its own ``shifts[a]`` frames before peak ``i`` (within a frame and a bin).
+def _repeats(ts: Sequence[np.ndarray], fs: Sequence[np.ndarray], shifts: np.ndarray, *, n_f: int) -> np.ndarray:
+    """``[a, i]``: the track has a peak of its own ``shifts[a]`` frames before peak ``i`` (within a frame and a bin),
+    for the peaks ``ts[k], fs[k]`` of several tracks one after the other (each track only against itself).
 
     Looked up ``shifts[a]`` frames off, such a peak meets the track's own repetition (a loop
     one beat or bar later), not chance: on loop-based music it would lift the null to the
     level of the true alignment.
     """
-    ti, fi = np.rint(t).astype(np.int64), np.clip(np.rint(f).astype(np.int64), 0, n_f - 1)
-    t0 = int(ti.min()) - 1  # a guard row either side, so the widening needs no bounds
-    n_rows = int(ti.max()) - t0 + 2
+    sizes = np.array([t.size for t in ts])
+    ti = np.rint(np.concatenate(ts)).astype(np.int64)
+    fi = np.clip(np.rint(np.concatenate(fs)).astype(np.int64), 0, n_f - 1)
+    # each track's rows in its own block of a flat grid, a guard row either side, so the widening needs no bounds
+    t0 = np.array([int(t.min()) - 1 for t in ts if t.size], dtype=np.int64)
+    n_rows = np.array([int(t.max()) for t in ts if t.size], dtype=np.int64) - t0 + 2
+    at = np.repeat(np.cumsum(n_rows) - n_rows - t0, sizes[sizes > 0])  # grid row of track frame 0
+    last = np.repeat(t0 + n_rows - 2, sizes[sizes > 0])  # the last frame inside the block
+    first = np.repeat(t0 + 1, sizes[sizes > 0])
     # each peak marks its 3x3 cells (bins clipped to the grid) in a flat grid: a few thousand writes
     # instead of four passes over the whole grid (a 3x3 maximum_filter costs 10x more still)
-    grid = np.zeros(n_rows * n_f, dtype=bool)
+    grid = np.zeros(int(n_rows.sum()) * n_f, dtype=bool)
     cols = np.stack([np.maximum(fi - 1, 0), fi, np.minimum(fi + 1, n_f - 1)])
-    grid[((ti - t0) * n_f + np.array([-n_f, 0, n_f])[:, None, None] + cols[None]).ravel()] = True
-    src = ti[None, :] - shifts[:, None] - t0
-    ok = (shifts[:, None] != 0) & (src >= 1) & (src <= n_rows - 2)
-    return ok & grid[np.where(ok, src * n_f + fi[None, :], 0)]
+    grid[((ti + at) * n_f + np.array([-n_f, 0, n_f])[:, None, None] + cols[None]).ravel()] = True
+    src = ti[None, :] - shifts[:, None]
+    ok = (shifts[:, None] != 0) & (src >= first) & (src <= last)
+    return ok & grid[np.where(ok, (src + at) * n_f + fi[None, :], 0)]
 
 
 def verify(
@@ -1016,16 +1023,32 @@ def verify(
     Verification
         ``z`` is 0 when too few reference peaks fall inside the clip.
     """
+    return _verify_all(peak_map, [(ref_frames, ref_bins)], offsets=[offset_frames], speeds=[speed])[0]
+
+
+def _verify_all(
+    peak_map: np.ndarray, refs: Sequence[tuple[np.ndarray, np.ndarray]], *, offsets: Sequence[int],
+    speeds: Sequence[float],
+) -> list[Verification]:
+    """``verify`` of several candidates of one clip (``refs[i]``: the peaks of candidate ``i``'s track), in one
+    pass of array operations over all their peaks: per candidate the same numbers, fewer calls."""
     n_t, n_f = peak_map.shape
     shifts = np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS])
-    speeds = speed * (1.0 + _VERIFY_SUB_SPEED * np.arange(-1, 2))
-    t = np.asarray(ref_frames, dtype=np.float64)
-    f = np.asarray(ref_bins, dtype=np.float64)
-    tq = np.rint((t[None, None, :] - offset_frames - shifts[None, :, None]) / speeds[:, None, None]).astype(np.int32)
-    fq = np.minimum(np.rint(f[None, :] * speeds[:, None]).astype(np.int32), n_f - 1)
+    ts = [np.asarray(frames, dtype=np.float64) for frames, _ in refs]
+    fs = [np.asarray(bins, dtype=np.float64) for _, bins in refs]
+    sizes = np.array([t.size for t in ts], dtype=np.int64)
+    out = [Verification(observed=0.0, null=0.0, z=0.0, n_peaks=0)] * len(refs)  # no peak: none inside
+    if not sizes.any():
+        return out
+    t, f = np.concatenate(ts), np.concatenate(fs)
+    # each peak's candidate: its offset and speed refinements (speed x (1 - s, 1, 1 + s)), as columns
+    offset = np.repeat(np.asarray(offsets, dtype=np.int64), sizes)
+    refined = (np.asarray(speeds, dtype=np.float64)[:, None] * (1.0 + _VERIFY_SUB_SPEED * np.arange(-1, 2))).T
+    speed = np.repeat(np.ascontiguousarray(refined), sizes, axis=1)
+    tq = np.rint((t[None, None, :] - offset - shifts[None, :, None]) / speed[:, None, :]).astype(np.int32)
+    fq = np.minimum(np.rint(f[None, :] * speed).astype(np.int32), n_f - 1)
     inside = (tq >= 0) & (tq < n_t)
-    if t.size:
-        inside &= ~_repeats(t, f, shifts, n_f=n_f)[None]
+    inside &= ~_repeats(ts, fs, shifts, n_f=n_f)[None]
     # one flat gather (int32 indices built in place: frames and cells stay far below 2**31); outside the
     # clip it reads cell (0, 0), which is below the band and always 0
     flat = tq
@@ -1033,19 +1056,25 @@ def verify(
     flat += fq[:, None, :]
     flat *= inside
     on = np.ravel(peak_map).take(flat)
-    n_in = inside.sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n_in >= _VERIFY_MIN_PEAKS, on.sum(axis=2) / n_in, -1.0)
-    best = mean.max(axis=0)  # the best speed refinement per alignment
-    best[best < 0] = np.nan
-    observed, rest = best[0], best[1:][~np.isnan(best[1:])]
-    n_obs = int(n_in[1, 0])  # the unrefined alignment's peak count
-    if np.isnan(observed) or rest.size < 4:
-        return Verification(observed=0.0, null=0.0, z=0.0, n_peaks=n_obs)
-    mu = float(rest.mean())
-    values = on[1, 0][inside[1, 0]]
-    spread = max(float(rest.std()), float(values.std()) / np.sqrt(max(n_obs, 1)), 1e-3)
-    return Verification(observed=float(observed), null=mu, z=float((observed - mu) / spread), n_peaks=n_obs)
+    for k, (a, b) in enumerate(zip((np.cumsum(sizes) - sizes).tolist(), np.cumsum(sizes).tolist())):
+        if a == b:
+            continue
+        on_k, inside_k = on[:, :, a:b], inside[:, :, a:b]
+        n_in = inside_k.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n_in >= _VERIFY_MIN_PEAKS, on_k.sum(axis=2) / n_in, -1.0)
+        best = mean.max(axis=0)  # the best speed refinement per alignment
+        best[best < 0] = np.nan
+        observed, rest = best[0], best[1:][~np.isnan(best[1:])]
+        n_obs = int(n_in[1, 0])  # the unrefined alignment's peak count
+        if np.isnan(observed) or rest.size < 4:
+            out[k] = Verification(observed=0.0, null=0.0, z=0.0, n_peaks=n_obs)
+            continue
+        mu = float(rest.mean())
+        values = on_k[1, 0][inside_k[1, 0]]
+        spread = max(float(rest.std()), float(values.std()) / np.sqrt(max(n_obs, 1)), 1e-3)
+        out[k] = Verification(observed=float(observed), null=mu, z=float((observed - mu) / spread), n_peaks=n_obs)
+    return out
 
 
 def verify_dense(
@@ -1332,8 +1361,10 @@ def match(
         if vote_top > 0:
             ranked, votes = _placed_by_peaks(fp, peaks, ranked[:vote_top], n_clip_frames=fp.peak_map.shape[0])
         ranked, votes = ranked[:verify_top], votes[:verify_top]
-        z = np.array([_verify_candidate(fp.peak_map, peaks, track, off, speed).z
-                      for track, (_, off, _, speed) in ranked])
+        windows = [peaks(track, *verify_window(fp.peak_map.shape[0], offset_frames=off, speed=speed))
+                   for track, (_, off, _, speed) in ranked]
+        z = np.array([v.z for v in _verify_all(fp.peak_map, windows, offsets=[off for _, (_, off, _, _) in ranked],
+                                               speeds=[speed for _, (_, _, _, speed) in ranked])])
         if dense is not None and fp.spectrum is not None:
             clip_bits: dict[float, np.ndarray] = {}  # per speed: a few candidates share each
             for track, (_, off, _, speed) in ranked:
@@ -1374,12 +1405,6 @@ def _placed_by_peaks(
         placed.append((pv.z, (track, (score, pv.offset_frames, n_hits, speed))))
     order = sorted(range(len(placed)), key=lambda i: (-placed[i][0], -placed[i][1][1][0], placed[i][1][0]))
     return [placed[i][1] for i in order], np.array([placed[i][0] for i in order])
-
-
-def _verify_candidate(peak_map: np.ndarray, peaks: PeaksFn, track: int, offset_frames: int, speed: float) -> Verification:
-    start, end = verify_window(peak_map.shape[0], offset_frames=offset_frames, speed=speed)
-    frames, bins = peaks(track, start, end)
-    return verify(peak_map, frames, bins, offset_frames=offset_frames, speed=speed)
 
 
 def best_of_others(values: np.ndarray, *, floor: float) -> np.ndarray:
