@@ -28,6 +28,7 @@ import numpy as np
 from engine.errors import DecodeError, ParameterError
 
 if TYPE_CHECKING:
+    import av
     from av.container import InputContainer
 
 logger = logging.getLogger(__name__)
@@ -262,8 +263,18 @@ _MAX_ERROR_RATE = 2 / 3
 # decoded samples (per channel) handed to PyAV's resampler at once: 16 k was fastest of 4-64 k, a whole
 # 30 s file in one call was slower still
 _RESAMPLE_CHUNK = 16384
-# sample formats PyAV converts to and from numpy (s64 is not among them: resampled frame by frame)
-_NDARRAY_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "flt", "fltp", "dbl", "dblp"})
+# sample formats PyAV converts to and from numpy, with their sample types (s64 is not among them:
+# resampled frame by frame)
+_NDARRAY_FORMATS = {"u8": "u1", "s16": "i2", "s32": "i4", "flt": "f4", "dbl": "f8"}
+_NDARRAY_FORMATS |= {name + "p": dtype for name, dtype in _NDARRAY_FORMATS.items()}
+
+
+def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """``frame.to_ndarray()`` (a row per plane) as views of the frame's planes, without ``np.vstack``:
+    ~5 us less per codec frame, over 150 frames in a 10 s clip."""
+    count = frame.samples if frame.format.is_planar else frame.samples * frame.layout.nb_channels
+    planes = [np.frombuffer(p, dtype=_NDARRAY_FORMATS[frame.format.name], count=count) for p in frame.planes]
+    return planes[0][None] if len(planes) == 1 else np.stack(planes)
 
 
 def _decode_pyav(path: Path, *, sr: int, seconds: float, timeout_s: float, container: InputContainer | None = None) -> np.ndarray:
@@ -329,7 +340,7 @@ def _decode_pyav(path: Path, *, sr: int, seconds: float, timeout_s: float, conta
                     ):
                         raise ValueError("Frame does not match AudioResampler setup.")  # PyAV's words for it
                     if f.format.name in _NDARRAY_FORMATS:
-                        pending.append(f.to_ndarray())
+                        pending.append(_frame_samples(f))
                         queued += f.samples * sr / f.sample_rate
                     else:
                         out += resampler.resample(f)

@@ -65,6 +65,7 @@ from engine.fingerprint import (
     Hits,
     Match,
     match,
+    stable_order,
 )
 
 logger = logging.getLogger(__name__)
@@ -548,12 +549,10 @@ class FingerprintIndex:
             ``max_postings`` entries are left out.
         """
         q_raw = np.asarray(hashes, dtype=np.uint32)
-        # sorted needles walk the mapped keys in order: far fewer page and cache misses. Sorting
-        # (hash << 32 | position) gives the stable argsort's order at a tenth of its CPU (0.4 ms for
-        # the 13 000 hashes of a 10 s clip's three speeds)
-        packed = np.sort((q_raw.astype(np.int64) << 32) | np.arange(q_raw.size, dtype=np.int64))
-        q_order = packed & 0xFFFFFFFF
-        q = (packed >> 32).astype(np.uint32)
+        # sorted needles walk the mapped keys in order: far fewer page and cache misses (ties by position:
+        # the order of sorting hash << 32 | position, by radix passes at less CPU)
+        q_order = stable_order(q_raw, bits=int(q_raw.max(initial=0)).bit_length())
+        q = q_raw[q_order]
         parts_t, parts_f, parts_q = [], [], []
         ranges = []
         total_counts = np.zeros(q.size, np.int64)

@@ -19,6 +19,7 @@ from engine.fingerprint import (
     FRAME_RATE,
     QUERY_PARAMS,
     REFERENCE_PARAMS,
+    VERIFY_NULL_SHIFTS,
     Calibration,
     FingerprintParams,
     Fingerprints,
@@ -32,6 +33,8 @@ from engine.fingerprint import (
     match,
     pair_peaks,
     peak_offsets,
+    radix_sorted,
+    stable_order,
     verify,
     verify_dense,
 )
@@ -442,10 +445,11 @@ def test_identify_reports_the_dense_verification(catalog: dict[int, np.ndarray],
     (t0, c0), (t1, c1) = best(doubtful), best(replace(doubtful, w_dense=0.5))
     assert t0 == t1 == 14 and c1 > c0 + 0.2
 
-@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5])
+@pytest.mark.parametrize("speed", [1.0, 0.99125, 1.035, 1.5, 0.6])
 def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng: np.random.Generator) -> None:
     """Votes and best offset are those of the definition, pair by pair: each clip peak against each track peak
-    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie)."""
+    within a bin, at rint(track frame - clip frame x speed), a frame either way (1.5 puts half the pairs on a tie;
+    0.6 puts clip peaks above the track's highest bin)."""
     q_frames = np.sort(rng.integers(0, 90, 40)).astype(np.int32)
     q_bins = rng.uniform(20, 60, 40).astype(np.float32)
     ref_frames = np.sort(rng.integers(0, 900, 600)).astype(np.int32)
@@ -459,3 +463,44 @@ def test_peak_offsets_counts_every_pair_at_its_rounded_offset(speed: float, rng:
     best = max(sorted(smooth), key=lambda o: smooth[o])  # the earliest on ties
     pv = peak_offsets(q_frames, q_bins, ref_frames, ref_bins, speed=speed, n_clip_frames=90)
     assert (pv.offset_frames, pv.votes) == (best, smooth[best])
+
+
+@pytest.mark.parametrize("bits", [1, 12, 16, 17, 23, 24, 25, 31, 40])
+def test_radix_sorts_are_numpys(bits: int, rng: np.random.Generator) -> None:
+    """``stable_order`` is the stable argsort (ties keep their positions) and ``radix_sorted`` the sort, for
+    keys of any width (many repeats, and the widest values the width allows)."""
+    dtype = np.int64 if bits > 31 else np.int32
+    values = rng.integers(0, 1 << bits, 3000).astype(dtype)
+    values[::7] = values[3]  # repeats
+    values[::11] = (1 << bits) - 1
+    assert np.array_equal(stable_order(values, bits=bits), np.argsort(values, kind="stable"))
+    assert np.array_equal(radix_sorted(values, bits=bits), np.sort(values))
+    hashes = values.astype(np.uint32) if bits <= 32 else None  # the lookup's needles
+    if hashes is not None:
+        assert np.array_equal(stable_order(hashes, bits=bits), np.argsort(hashes, kind="stable"))
+
+
+@pytest.mark.parametrize(("speed", "offset"), [(1.0, 40), (0.99125, 0), (1.5, 25), (1.035, 130)])
+def test_verify_dense_compares_every_alignment_as_defined(speed: float, offset: int, rng: np.random.Generator) -> None:
+    """Shares of agreeing bits at the alignment and the shifted ones, row by row as the docstring defines them:
+    clip frame i against track row rint(offset + i x speed + shift + d), d a frame either way, rows outside the
+    track left out (1.5 puts every other frame on a tie; offsets 0 and 130 run past the track's ends)."""
+    n_q, m, first = 60, 300, 20
+    clip = rng.integers(0, 256, (n_q, 8), dtype=np.uint8)
+    ref = rng.integers(0, 256, (m, 8), dtype=np.uint8)
+    at = max(offset - first, 0)
+    ref[at + 5 : at + 45] = clip[5:45]  # the clip's own frames, about where it starts
+    bits_c, bits_r = np.unpackbits(clip, axis=1), np.unpackbits(ref, axis=1)
+    best = []
+    for shift in np.concatenate([[0], -VERIFY_NULL_SHIFTS[::-1], VERIFY_NULL_SHIFTS]):
+        shares = []
+        for d in (-1, 0, 1):
+            rows = np.rint(offset - first + np.arange(n_q) * speed + shift + d).astype(np.int64)
+            ok = (rows >= 0) & (rows < m)
+            if ok.sum() >= max(int(0.4 * n_q), 8):
+                shares.append(1.0 - (bits_c[ok] != bits_r[rows[ok]]).sum() / (ok.sum() * 64))
+        best.append(max(shares) if shares else np.nan)
+    rest = np.array([b for b in best[1:] if not np.isnan(b)])
+    v = verify_dense(clip, ref, ref_first_frame=first, offset_frames=offset, speed=speed)
+    assert (v.observed, v.null) == (best[0], float(rest.mean()))
+    assert v.z == pytest.approx((best[0] - rest.mean()) / max(rest.std(), 1e-3), rel=1e-12)
