@@ -724,7 +724,7 @@ def _fingerprint(
     hands to ``match`` rather than pairing the clip's peaks a second time."""
     found = _analyse(y, sr=sr, params=params, with_map=with_peak_map)
     frames, bins = found.peaks
-    dense = found.verify_peaks
+    vpeaks = found.verify_peaks
     pairs = pair_peaks(frames, bins, params=params)
     hashes, hash_frames = hash_pairs(frames, bins, *pairs)
     return Fingerprints(
@@ -734,8 +734,8 @@ def _fingerprint(
         hash_frames=hash_frames,
         duration_s=float(len(y)) / sr,
         peak_map=found.peak_map,
-        verify_frames=None if dense is None else dense[0],
-        verify_bins=None if dense is None else dense[1],
+        verify_frames=None if vpeaks is None else vpeaks[0],
+        verify_bins=None if vpeaks is None else vpeaks[1],
         dense_bits=found.dense_bits,
         spectrum=found.spectrum,
     ), pairs
@@ -1361,21 +1361,20 @@ def match(
         if vote_top > 0:
             ranked, votes = _placed_by_peaks(fp, peaks, ranked[:vote_top], n_clip_frames=fp.peak_map.shape[0])
         ranked, votes = ranked[:verify_top], votes[:verify_top]
-        windows = [peaks(track, *verify_window(fp.peak_map.shape[0], offset_frames=off, speed=speed))
-                   for track, (_, off, _, speed) in ranked]
-        z = np.array([v.z for v in _verify_all(fp.peak_map, windows, offsets=[off for _, (_, off, _, _) in ranked],
-                                               speeds=[speed for _, (_, _, _, speed) in ranked])])
+        tracks = [track for track, _ in ranked]
+        offs = [off for _, (_, off, _, _) in ranked]
+        spds = [speed for _, (_, _, _, speed) in ranked]
+        windows = [peaks(t, *verify_window(fp.peak_map.shape[0], offset_frames=o, speed=s))
+                   for t, o, s in zip(tracks, offs, spds)]
+        z = np.array([v.z for v in _verify_all(fp.peak_map, windows, offsets=offs, speeds=spds)])
         if dense is not None and fp.spectrum is not None:
-            clip_bits: dict[float, np.ndarray] = {}  # per speed: a few candidates share each
-            for track, (_, off, _, speed) in ranked:
-                if speed not in clip_bits:
-                    clip_bits[speed] = dense_bits(fp.spectrum, speed=speed)
-            fetched = [dense(track, *verify_window(fp.spectrum.shape[0], offset_frames=off, speed=speed))
-                       for track, (_, off, _, speed) in ranked]
+            # per speed: a few candidates share each
+            clip_bits = {s: dense_bits(fp.spectrum, speed=s) for s in dict.fromkeys(spds)}
+            fetched = [dense(t, *verify_window(fp.spectrum.shape[0], offset_frames=o, speed=s))
+                       for t, o, s in zip(tracks, offs, spds)]
             dz = np.array([v.z for v in _verify_dense_all(
-                [clip_bits[speed] for _, (_, _, _, speed) in ranked], [bits for _, bits in fetched],
-                ref_first_frames=[first for first, _ in fetched], offsets=[off for _, (_, off, _, _) in ranked],
-                speeds=[speed for _, (_, _, _, speed) in ranked])])
+                [clip_bits[s] for s in spds], [bits for _, bits in fetched],
+                ref_first_frames=[first for first, _ in fetched], offsets=offs, speeds=spds)])
     return _ranked(ranked, z, n_q, calibration, max_candidates, votes=votes, dense_z=dz)
 
 

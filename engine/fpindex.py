@@ -63,7 +63,9 @@ from engine.fingerprint import (
     Calibration,
     Fingerprints,
     Hits,
+    Identification,
     Match,
+    identify,
     match,
     stable_order,
 )
@@ -608,6 +610,20 @@ class FingerprintIndex:
         verified against the tracks' own peaks and dense bits when ``fp`` has a peak map)."""
         return match(fp, self.lookup, speeds=speeds, calibration=calibration, max_candidates=max_candidates,
                      peaks=self.reference_peaks, dense=self.reference_dense)
+
+    def identify(
+        self,
+        y: np.ndarray,
+        *,
+        sr: int,
+        calibration: Calibration = DEFAULT_CALIBRATION,
+        max_candidates: int = 5,
+        keep_speeds: int = 3,
+    ) -> Identification:
+        """``engine.fingerprint.identify`` of a clip against this index, with every reference
+        accessor it verifies against (peaks, dense bits) wired in one place."""
+        return identify(y, sr=sr, lookup=self.lookup, peaks=self.reference_peaks, dense=self.reference_dense,
+                        calibration=calibration, max_candidates=max_candidates, keep_speeds=keep_speeds)
 
     # ---------------------------------------------------------------- writing
     @contextmanager

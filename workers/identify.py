@@ -32,7 +32,6 @@ from engine.fingerprint import (
     Identification,
     Match,
     fingerprint,
-    identify,
 )
 from engine.fpindex import FingerprintIndex
 from workers.errors import InputError
@@ -213,8 +212,7 @@ def identify_file(path: str | Path, *, settings: Settings, index: FingerprintInd
         from dataclasses import replace
 
         calibration = replace(calibration, accept_confidence=settings.identify.accept_confidence)
-    return identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                    dense=index.reference_dense, calibration=calibration)
+    return index.identify(y, sr=FP_SR, calibration=calibration)
 
 
 def _describe(m: Match, row: tracks_q.TrackRow) -> dict[str, Any]:

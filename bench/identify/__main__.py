@@ -38,7 +38,6 @@ from engine.fingerprint import (
     BIN_HZ,
     CALIBRATION_FEATURES,
     FP_SR,
-    FRAME_RATE,
     QUERY_PARAMS,
     REFERENCE_PARAMS,
     Calibration,
@@ -47,7 +46,6 @@ from engine.fingerprint import (
     dense_filters,
     fingerprint,
     hash_peaks,
-    identify,
     match,
 )
 from engine.fpindex import FingerprintIndex
@@ -249,8 +247,7 @@ def evaluate_ours(
         y = load_query(q.path)
         dec_ms = (peer.cpu_seconds() - t_dec) * 1000  # ffmpeg's CPU included, as in the peer's figure
         t0 = time.process_time()  # CPU time: the machine is shared, wall time says more about the load
-        res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                       dense=index.reference_dense, calibration=calibration,
+        res = index.identify(y, sr=FP_SR, calibration=calibration,
                        keep_speeds=keep_speeds)
         ms = (time.process_time() - t0) * 1000
         d = per.setdefault(q.condition, new_counts() | {"offset_ok": 0, "wrong_accept": 0, "ms": [], "decode_ms": []})
@@ -466,8 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cal = Calibration()
     for q in queries[:5]:  # warm the page cache and code paths
-        identify(load_query(q.path), sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                 dense=index.reference_dense, calibration=cal)
+        index.identify(load_query(q.path), sr=FP_SR, calibration=cal)
     ours = evaluate_ours(index, queries, cal, keep_speeds=args.keep_speeds, shared=shared)
 
     padded: dict[str, dict] = {}
@@ -481,8 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         big = FingerprintIndex.open(tmp / "padded", max_postings=args.max_postings)
         pad_skipped = big.skipped_share()
         for q in queries[:5]:
-            identify(load_query(q.path), sr=FP_SR, lookup=big.lookup, peaks=big.reference_peaks,
-                     dense=big.reference_dense, calibration=cal)
+            big.identify(load_query(q.path), sr=FP_SR, calibration=cal)
         # the latency target is for 10 s clips: only those run against the padded index
         padded = evaluate_ours(big, [q for q in queries if q.condition.startswith("10s")], cal, keep_speeds=args.keep_speeds,
                                shared=shared)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.identify import __main__ as bench
-from engine.fingerprint import FP_SR, Calibration, fingerprint, identify
+from engine.fingerprint import FP_SR, Calibration, fingerprint
 from engine.fpindex import FingerprintIndex
 
 
@@ -54,15 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     clips = [bench.load_query(q.path) for q in queries if q.condition.startswith("10s")][: args.queries]
     cal = Calibration()
     for y in clips[:3]:  # warm the page cache
-        identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                 dense=index.reference_dense, calibration=cal)
+        index.identify(y, sr=FP_SR, calibration=cal)
     answers, ms = [], np.full(len(clips), np.inf)
     for _ in range(max(args.repeat, 1)):
         answers = []
         for i, y in enumerate(clips):
             t0 = time.process_time()
-            res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                           dense=index.reference_dense, calibration=cal)
+            res = index.identify(y, sr=FP_SR, calibration=cal)
             ms[i] = min(ms[i], (time.process_time() - t0) * 1000)
             answers.append([(c.track_id, c.offset_s, c.score, c.speed, c.confidence, c.verified) for c in res.candidates])
     print(f"{hours:.0f} h index, {len(clips)} clips of 10 s: CPU ms p50 {np.median(ms):.0f}, "
@@ -70,8 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     prof = cProfile.Profile()
     for y in clips:
         prof.enable()
-        identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                 dense=index.reference_dense, calibration=cal)
+        index.identify(y, sr=FP_SR, calibration=cal)
         prof.disable()
     if args.save:
         args.save.write_bytes(pickle.dumps(answers))

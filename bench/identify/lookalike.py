@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.identify.__main__ import load_query
 from bench.identify.degrade import Condition, degrade, write_m4a
-from engine.fingerprint import FP_SR, REFERENCE_PARAMS, Calibration, fingerprint, identify
+from engine.fingerprint import FP_SR, REFERENCE_PARAMS, Calibration, fingerprint
 from engine.fpindex import FingerprintIndex
 from engine.synth import demo_specs, render
 
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append((j, None, _memo(clip, snr_db=5.0, seed=1000 + 10 * j + k, tmp=tmp)))
         rows = []
         for spec, truth, y in cases:
-            res = identify(y, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                           dense=index.reference_dense, calibration=cal,
+            res = index.identify(y, sr=FP_SR, calibration=cal,
                            max_candidates=3)
             top = res.candidates[0] if res.candidates else None
             rows.append((spec, truth, top))

@@ -30,7 +30,7 @@ import numpy as np
 import bench.identify.__main__ as ident
 from engine.audio import DecodeLimits, load, resample
 from engine.device import configure_cpu_threads, select_device
-from engine.fingerprint import FP_SR, Calibration, fingerprint, identify
+from engine.fingerprint import FP_SR, Calibration, fingerprint
 from engine.fpindex import FingerprintIndex
 from bench.identify.fpnet.model import FP_NET_SR, HOP_S, FpNet, FpNetConfig, count_parameters, load_model, save_model, segment_vectors
 from bench.identify.fpnet.search import ReferenceSet, SegmentMatch, match_segments
@@ -128,8 +128,7 @@ def run_queries(queries: list[ident.Query], *, index: FingerprintIndex, models: 
     for k, q in enumerate(queries):
         y16 = ident.load_query(q.path)
         rec = Record(q.condition, q.truth, q.truth is None and q.source in shared, q.offset_s)
-        res = identify(y16, sr=FP_SR, lookup=index.lookup, peaks=index.reference_peaks,
-                       dense=index.reference_dense, calibration=Calibration())
+        res = index.identify(y16, sr=FP_SR, calibration=Calibration())
         rec.landmark_accepted = res.match.track_id if res.match else None
         for c in res.candidates:
             rec.landmark.setdefault(c.track_id, float(c.confidence))
